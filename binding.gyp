@@ -1,0 +1,29 @@
+{
+  "targets": [
+    {
+      "target_name": "nsproxy",
+      "sources": [
+        "native/addon.cc",
+        "native/connection.cc",
+        "native/engine.cc",
+        "native/errors.cc",
+        "native/netns.cc",
+        "native/notify.cc",
+        "native/pipe_pool.cc",
+        "native/sockets.cc",
+        "native/worker.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "_GNU_SOURCE"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+      "configurations": {
+        "Debug": {
+          "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }
+      }
+    }
+  ]
+}

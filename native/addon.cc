@@ -1,0 +1,286 @@
+// addon.cc — the binding surface: a handful of functions and the Engine class, typed and
+// documented once in src/native.ts. Validation and defaults live in TypeScript; this file only
+// guards its arguments and turns failed system calls into Node-shaped errors (errors.h).
+#include <napi.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "engine.h"
+#include "errors.h"
+#include "netns.h"
+#include "notify.h"
+#include "sockets.h"
+
+namespace nsproxy {
+namespace {
+
+int IntArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  }
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsString()) {
+    throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a string");
+  }
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+Napi::Value OpenNamespaceJs(const Napi::CallbackInfo& info) {
+  std::string path = StringArg(info, 0, "path");
+  SysError error;
+  int fd = OpenNamespace(path.c_str(), &error);
+  if (fd < 0) throw ErrnoError(info.Env(), error, path);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value NamespaceTypeJs(const Napi::CallbackInfo& info) {
+  SysError error;
+  int type = NamespaceType(IntArg(info, 0, "fd"), &error);
+  if (type < 0) throw ErrnoError(info.Env(), error);
+  return Napi::Number::New(info.Env(), type);
+}
+
+Napi::Value PidfdOpenJs(const Napi::CallbackInfo& info) {
+  SysError error;
+  int fd = PidfdOpen(IntArg(info, 0, "pid"), &error);
+  if (fd < 0) throw ErrnoError(info.Env(), error);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value FdInodeJs(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), std::to_string(FdInode(IntArg(info, 0, "fd"))));
+}
+
+Endpoint EndpointArgs(const Napi::CallbackInfo& info, size_t i) {
+  std::string ip = StringArg(info, i, "address");
+  int port = IntArg(info, i + 1, "port");
+  Endpoint endpoint;
+  if (!ParseEndpoint(ip, port, &endpoint)) {
+    throw Napi::RangeError::New(info.Env(), "not a numeric address and port: " + ip + " " + std::to_string(port));
+  }
+  return endpoint;
+}
+
+Napi::Value ListenTcpJs(const Napi::CallbackInfo& info) {
+  Endpoint where = EndpointArgs(info, 0);
+  SysError error;
+  int fd = ListenTcp(where, IntArg(info, 2, "backlog"), &error);
+  if (fd < 0) throw ErrnoError(info.Env(), error, FormatEndpoint(reinterpret_cast<sockaddr*>(&where.addr)));
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value DescribeSocketJs(const Napi::CallbackInfo& info) {
+  SocketInfo socket_info;
+  SysError error;
+  if (!DescribeSocket(IntArg(info, 0, "fd"), &socket_info, &error)) throw ErrnoError(info.Env(), error);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("isSocket", socket_info.is_socket);
+  out.Set("type", socket_info.type);
+  out.Set("family", socket_info.family);
+  out.Set("listening", socket_info.listening);
+  out.Set("local", socket_info.local);
+  return out;
+}
+
+Napi::Value RaiseNofileLimitJs(const Napi::CallbackInfo& info) {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) < 0) throw ErrnoError(info.Env(), errno, "getrlimit");
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) < 0) throw ErrnoError(info.Env(), errno, "setrlimit");
+  }
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("soft", static_cast<double>(limit.rlim_cur));
+  out.Set("hard", static_cast<double>(limit.rlim_max));
+  return out;
+}
+
+Napi::Value SdNotifyJs(const Napi::CallbackInfo& info) {
+  std::string path = StringArg(info, 0, "socketPath");
+  SysError error;
+  if (!SdNotify(path, StringArg(info, 1, "state"), &error)) throw ErrnoError(info.Env(), error, path);
+  return info.Env().Undefined();
+}
+
+const char* EventTypeName(Event::Type type) {
+  switch (type) {
+    case Event::Type::kOpened: return "opened";
+    case Event::Type::kClosed: return "closed";
+    case Event::Type::kConnectFailed: return "connect-failed";
+    case Event::Type::kAcceptFailed: return "accept-failed";
+  }
+  return "unknown";
+}
+
+Napi::Object EventToJs(Napi::Env env, const Event& event) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("type", EventTypeName(event.type));
+  out.Set("id", static_cast<double>(event.id));
+  out.Set("listener", event.listener);
+  if (event.err != 0) {
+    out.Set("code", ErrnoName(event.err));
+    out.Set("errno", -event.err);
+    out.Set("syscall", event.syscall ? event.syscall : "unknown");
+  }
+  if (event.type == Event::Type::kClosed) {
+    out.Set("bytesIn", static_cast<double>(event.bytes_in));
+    out.Set("bytesOut", static_cast<double>(event.bytes_out));
+    out.Set("durationMs", event.duration_us / 1000.0);
+  }
+  if (!event.peer.empty()) out.Set("peer", event.peer);
+  return out;
+}
+
+// Collects events from the workers and hands them to JavaScript in batches: one thread-safe
+// call is queued per batch, so the data path never waits for the JS thread. Owned by the
+// thread-safe function (deleted in its finalizer, after the last queued call ran).
+class JsEventSink : public EventSink {
+ public:
+  void Post(Event event) override {
+    bool schedule;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pending_.push_back(std::move(event));
+      schedule = !scheduled_;
+      scheduled_ = true;
+    }
+    if (schedule) tsfn_.NonBlockingCall(this);
+  }
+
+  static void Deliver(Napi::Env env, Napi::Function callback, JsEventSink* /*context*/, JsEventSink* self) {
+    std::vector<Event> batch;
+    {
+      std::lock_guard<std::mutex> lock(self->mutex_);
+      batch.swap(self->pending_);
+      self->scheduled_ = false;
+    }
+    if (env == nullptr || callback.IsEmpty()) return;
+    Napi::Array events = Napi::Array::New(env, batch.size());
+    for (size_t i = 0; i < batch.size(); i++) events.Set(static_cast<uint32_t>(i), EventToJs(env, batch[i]));
+    callback.Call({events});
+  }
+
+  Napi::TypedThreadSafeFunction<JsEventSink, JsEventSink, Deliver> tsfn_;
+
+ private:
+  std::mutex mutex_;
+  std::vector<Event> pending_;
+  bool scheduled_ = false;
+};
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod("addListener", &EngineWrap::AddListener),
+                        InstanceMethod("start", &EngineWrap::Start), InstanceMethod("stop", &EngineWrap::Stop),
+                        InstanceMethod("stats", &EngineWrap::Stats)});
+  }
+
+  EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
+      throw Napi::TypeError::New(env, "new Engine(options, onEvents)");
+    }
+    Napi::Object options = info[0].As<Napi::Object>();
+    EngineOptions engine_options;
+    engine_options.netns_fd = options.Get("netnsFd").As<Napi::Number>().Int32Value();
+    engine_options.threads = options.Get("threads").As<Napi::Number>().Int32Value();
+    engine_options.connections_max = options.Get("connectionsMax").As<Napi::Number>().Int32Value();
+    engine_options.pipe_size = options.Get("pipeSize").As<Napi::Number>().Uint32Value();
+    engine_options.report_connections = options.Get("reportConnections").ToBoolean();
+    if (engine_options.threads < 1 || engine_options.connections_max < 1) {
+      throw Napi::RangeError::New(env, "threads and connectionsMax must be >= 1");
+    }
+    sink_ = new JsEventSink();
+    sink_->tsfn_ = Napi::TypedThreadSafeFunction<JsEventSink, JsEventSink, JsEventSink::Deliver>::New(
+        env, info[1].As<Napi::Function>(), "nsproxy-events", 0, 1, sink_,
+        [](Napi::Env, JsEventSink* sink, JsEventSink*) { delete sink; }, sink_);
+    engine_ = std::make_unique<Engine>(engine_options, sink_);
+  }
+
+  ~EngineWrap() override { Shutdown(); }
+
+ private:
+  void Shutdown() {
+    if (!engine_) return;
+    engine_->Stop();  // workers joined: no Post() after this
+    engine_.reset();
+    sink_->tsfn_.Release();  // the finalizer deletes the sink once queued batches are delivered
+    sink_ = nullptr;
+  }
+
+  Napi::Value AddListener(const Napi::CallbackInfo& info) {
+    if (!engine_) throw Napi::Error::New(info.Env(), "engine stopped");
+    int fd = IntArg(info, 0, "fd");
+    Endpoint target = EndpointArgs(info, 1);
+    return Napi::Number::New(info.Env(), engine_->AddListener(UniqueFd(fd), target));
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (!engine_) throw Napi::Error::New(info.Env(), "engine stopped");
+    SysError error;
+    if (!engine_->Start(&error)) throw ErrnoError(info.Env(), error);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Object out = Napi::Object::New(info.Env());
+    EngineStats stats = engine_ ? engine_->Stats() : EngineStats{};
+    out.Set("active", static_cast<double>(stats.active));
+    out.Set("total", static_cast<double>(stats.total));
+    out.Set("bytesIn", static_cast<double>(stats.bytes_in));
+    out.Set("bytesOut", static_cast<double>(stats.bytes_out));
+    out.Set("connectFailures", static_cast<double>(stats.connect_failures));
+    return out;
+  }
+
+  std::unique_ptr<Engine> engine_;
+  JsEventSink* sink_ = nullptr;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // splice() to a socket has no MSG_NOSIGNAL: a peer that resets mid-transfer would raise
+  // SIGPIPE. Node ignores it already; say so here too, so the addon never depends on that.
+  signal(SIGPIPE, SIG_IGN);
+
+  exports.Set("openNamespace", Napi::Function::New(env, OpenNamespaceJs));
+  exports.Set("namespaceType", Napi::Function::New(env, NamespaceTypeJs));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpenJs));
+  exports.Set("fdInode", Napi::Function::New(env, FdInodeJs));
+  exports.Set("listenTcp", Napi::Function::New(env, ListenTcpJs));
+  exports.Set("describeSocket", Napi::Function::New(env, DescribeSocketJs));
+  exports.Set("raiseNofileLimit", Napi::Function::New(env, RaiseNofileLimitJs));
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotifyJs));
+  exports.Set("Engine", EngineWrap::Define(env));
+
+  Napi::Object constants = Napi::Object::New(env);
+  constants.Set("CLONE_NEWNET", CLONE_NEWNET);
+  constants.Set("SOCK_STREAM", static_cast<int>(SOCK_STREAM));
+  constants.Set("AF_INET", AF_INET);
+  constants.Set("AF_INET6", AF_INET6);
+  constants.Set("AF_UNIX", AF_UNIX);
+  exports.Set("constants", constants);
+  return exports;
+}
+
+}  // namespace
+}  // namespace nsproxy
+
+// NODE_API_MODULE pastes the function name into an identifier: it must be unqualified.
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return nsproxy::Init(env, exports); }
+NODE_API_MODULE(NODE_GYP_MODULE_NAME, InitModule)

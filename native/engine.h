@@ -1,0 +1,131 @@
+// engine.h — the data plane: worker threads that accept on the host listeners, create a socket
+// inside the target network namespace for each connection, and splice bytes both ways.
+// No N-API in here: the addon wraps it (addon.cc) and receives events through an EventSink.
+//
+// Theory of operation
+// -------------------
+// Threads. The engine owns `threads` workers, each a thread of its own (never libuv's pool) with
+// its own epoll set. A worker first calls setns(CLONE_NEWNET) on the target namespace: the switch
+// affects that thread only, so every socket() it makes is born inside the target netns and stays
+// there for life, while accept(), connect(), splice() and close() work on any socket whatever the
+// thread's namespace. Listening sockets were made in the host namespace (by systemd, or by the
+// main thread) and are simply shared: each worker watches every listener (EPOLLEXCLUSIVE when
+// there are several workers, so one wakes per connection). All signals are blocked in workers.
+//
+// Connection states (connection.h):
+//   accepted ──connect() in progress──▶ kConnecting ──EPOLLOUT, SO_ERROR 0──▶ kForwarding
+//        │                                   │ SO_ERROR ≠ 0 (ECONNREFUSED…)        │ both directions
+//        │ socket()/connect() fails          ▼                                     ▼ shut down
+//        └─────────────────────────────▶ closed: client closed, "connect failed" ─ closed (FIN both)
+//   kForwarding ── splice error, SO_ERROR, or a reset on either side ──▶ closed with RST both ways
+//
+// Both sockets are registered once, edge-triggered, for IN|OUT|RDHUP; any event on either runs
+// Connection::Pump(), which moves what it can in both directions until the kernel says EAGAIN.
+// EOF read on one side is forwarded as shutdown(SHUT_WR) on the other, once its pipe is empty
+// (half-close), and the other direction goes on. A connection is freed only after the current
+// epoll batch, so a later event in the same batch never touches freed memory.
+//
+// Limits. `connections_max` is exact across workers: a slot is reserved (atomic) before accept(),
+// and at the limit a worker stops watching its listeners, so clients wait in the kernel backlog
+// instead of being accepted and dropped. accept() failing for lack of fds or memory pauses that
+// worker's listeners for a moment instead of spinning.
+//
+// Events. Connection opened/closed (only when `report_connections`), connect and accept
+// failures (always) go to the EventSink; it must not block. Counters are atomics for stats().
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sockets.h"
+#include "syserror.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+struct EngineOptions {
+  int netns_fd = -1;          // namespace in which upstream sockets are created (not owned)
+  int threads = 1;
+  int connections_max = 4096;
+  size_t pipe_size = 256 * 1024;
+  bool report_connections = false;
+};
+
+struct Event {
+  enum class Type { kOpened, kClosed, kConnectFailed, kAcceptFailed };
+  Type type = Type::kClosed;
+  uint64_t id = 0;
+  int listener = -1;
+  int err = 0;                     // errno of the failure, 0 for a clean end
+  const char* syscall = nullptr;   // the call that failed
+  uint64_t bytes_in = 0;           // client -> target
+  uint64_t bytes_out = 0;          // target -> client
+  uint64_t duration_us = 0;
+  std::string peer;                // client address (kOpened only)
+};
+
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Called from worker threads; must return quickly and never wait on JavaScript.
+  virtual void Post(Event event) = 0;
+};
+
+struct EngineStats {
+  uint64_t active = 0;
+  uint64_t total = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t connect_failures = 0;
+};
+
+struct Listener {
+  UniqueFd fd;
+  Endpoint target;
+  int index = 0;
+};
+
+class Worker;
+
+class Engine {
+ public:
+  Engine(EngineOptions options, EventSink* sink);
+  ~Engine();  // stops and joins the workers
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Before Start(): forward what `fd` accepts to `target`. Takes ownership of fd.
+  int AddListener(UniqueFd fd, const Endpoint& target);
+
+  // Starts the workers; each has entered the namespace when this returns true.
+  bool Start(SysError* error);
+
+  // Stops accepting, closes every connection, joins the workers. Idempotent.
+  void Stop();
+
+  EngineStats Stats() const;
+
+ private:
+  friend class Worker;
+
+  // A slot for one more connection, or false at connections_max.
+  bool ReserveSlot();
+  void ReleaseSlot();
+
+  EngineOptions options_;
+  EventSink* sink_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  bool started_ = false;
+
+  std::atomic<int64_t> active_{0};
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<uint64_t> bytes_in_{0};
+  std::atomic<uint64_t> bytes_out_{0};
+  std::atomic<uint64_t> connect_failures_{0};
+};
+
+}  // namespace nsproxy

@@ -1,0 +1,316 @@
+// worker.cc — see worker.h and the theory of operation in engine.h.
+#include "worker.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include <future>
+#include <string>
+
+#include "netns.h"
+
+namespace nsproxy {
+
+namespace {
+
+// epoll_event.data carries a pointer with the kind of object in its low bits (all are 8-aligned).
+enum Tag : uintptr_t { kClient = 0, kUpstream = 1, kListener = 2, kWake = 3, kTagMask = 3 };
+
+uint64_t Pack(void* ptr, Tag tag) { return reinterpret_cast<uintptr_t>(ptr) | tag; }
+
+uint64_t NowUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+constexpr int kAcceptBatch = 64;
+constexpr uint64_t kAcceptBackoffUs = 100 * 1000;
+constexpr size_t kIdlePipes = 64;
+constexpr uint32_t kSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
+}  // namespace
+
+Worker::Worker(Engine* engine, int index)
+    : engine_(engine), index_(index), pipes_(engine->options_.pipe_size, kIdlePipes) {}
+
+Worker::~Worker() {
+  RequestStop();
+  Join();
+}
+
+bool Worker::Start(SysError* error) {
+  std::promise<SysError> ready;
+  std::future<SysError> result = ready.get_future();
+  // The thread owns the promise: set_value() may still touch it after get() has returned here.
+  thread_ = std::thread([this, ready = std::move(ready)]() mutable {
+    SysError setup_error;
+    bool ok = Setup(&setup_error);
+    ready.set_value(setup_error);
+    if (ok) Loop();
+  });
+  *error = result.get();
+  if (*error) {
+    thread_.join();
+    return false;
+  }
+  return true;
+}
+
+bool Worker::Setup(SysError* error) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals are the main thread's business
+  std::string name = "nsproxy-eng" + std::to_string(index_);
+  prctl(PR_SET_NAME, name.c_str());
+
+  // From here on, every socket() this thread makes is born in the target namespace.
+  if (!EnterNetns(engine_->options_.netns_fd, error)) return false;
+
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid()) {
+    error->Set("epoll_create1");
+    return false;
+  }
+  wake_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!wake_.valid()) {
+    error->Set("eventfd");
+    return false;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = Pack(this, kWake);
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) {
+    error->Set("epoll_ctl");
+    return false;
+  }
+  WatchListeners(true);
+  return true;
+}
+
+void Worker::RequestStop() {
+  if (!wake_.valid()) return;
+  uint64_t one = 1;
+  ssize_t ignored = write(wake_.get(), &one, sizeof one);
+  (void)ignored;
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+// Listeners are level-triggered: whatever is left in the backlog wakes us again.
+void Worker::WatchListeners(bool watch) {
+  if (watch == watching_listeners_) return;
+  const bool shared = engine_->options_.threads > 1;
+  for (auto& listener : engine_->listeners_) {
+    if (watch) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | (shared ? static_cast<uint32_t>(EPOLLEXCLUSIVE) : 0u);
+      ev.data.u64 = Pack(listener.get(), kListener);
+      epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener->fd.get(), &ev);
+    } else {
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener->fd.get(), nullptr);
+    }
+  }
+  watching_listeners_ = watch;
+}
+
+void Worker::Loop() {
+  epoll_event events[128];
+  while (!stopping_) {
+    int timeout_ms = -1;
+    if (resume_accept_at_us_ != 0) {
+      uint64_t now = NowUs();
+      timeout_ms = now >= resume_accept_at_us_ ? 0 : static_cast<int>((resume_accept_at_us_ - now) / 1000 + 1);
+    }
+    int n = epoll_wait(epoll_.get(), events, 128, timeout_ms);
+    if (n < 0 && errno != EINTR) {
+      Post(Event{Event::Type::kAcceptFailed, 0, -1, errno, "epoll_wait"});
+      break;
+    }
+    for (int i = 0; i < n; i++) {
+      void* ptr = reinterpret_cast<void*>(events[i].data.u64 & ~static_cast<uint64_t>(kTagMask));
+      switch (static_cast<Tag>(events[i].data.u64 & kTagMask)) {
+        case kWake:
+          stopping_ = true;
+          break;
+        case kListener:
+          OnListenerReady(static_cast<Listener*>(ptr));
+          break;
+        case kClient:
+        case kUpstream: {
+          auto* conn = static_cast<Connection*>(ptr);
+          if (!conn->closed) OnConnectionEvent(conn, (events[i].data.u64 & kTagMask) == kUpstream, events[i].events);
+          break;
+        }
+      }
+    }
+    for (Connection* conn : closed_) delete conn;
+    closed_.clear();
+    if (resume_accept_at_us_ != 0 && NowUs() >= resume_accept_at_us_) {
+      resume_accept_at_us_ = 0;
+      if (!paused_at_limit_) WatchListeners(true);
+    }
+  }
+  // Stopping: every connection still open is closed here, on the thread that owns it.
+  WatchListeners(false);
+  for (Connection* conn : connections_) {
+    conn->Close(&pipes_, false);
+    engine_->ReleaseSlot();
+    delete conn;
+  }
+  connections_.clear();
+  for (Connection* conn : closed_) delete conn;
+  closed_.clear();
+}
+
+void Worker::OnListenerReady(Listener* listener) {
+  for (int i = 0; i < kAcceptBatch; i++) {
+    if (!engine_->ReserveSlot()) {
+      // At --connections-max: leave the rest in the kernel backlog until a slot frees.
+      paused_at_limit_ = true;
+      WatchListeners(false);
+      return;
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd = accept4(listener->fd.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      engine_->ReleaseSlot();
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      Post(Event{Event::Type::kAcceptFailed, 0, listener->index, err, "accept4"});
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        WatchListeners(false);  // out of resources: back off instead of spinning
+        resume_accept_at_us_ = NowUs() + kAcceptBackoffUs;
+      }
+      return;
+    }
+    StartConnection(listener, UniqueFd(fd), peer);
+  }
+}
+
+void Worker::StartConnection(Listener* listener, UniqueFd client, const sockaddr_storage& peer) {
+  uint64_t id = engine_->next_id_.fetch_add(1, std::memory_order_relaxed);
+  const Endpoint& target = listener->target;
+  SysError error;
+  // This thread is inside the target netns, so this socket is too.
+  UniqueFd upstream(socket(target.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!upstream.valid()) error.Set("socket");
+  if (!error) {
+    int one = 1;
+    setsockopt(upstream.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(upstream.get(), reinterpret_cast<const sockaddr*>(&target.addr), target.len) < 0 &&
+        errno != EINPROGRESS) {
+      error.Set("connect");
+    }
+  }
+  auto* conn = new Connection(id, listener->index, std::move(client), std::move(upstream), NowUs());
+  connections_.insert(conn);
+  if (error) {
+    ConnectFailed(conn, error);
+    return;
+  }
+  epoll_event ev{};
+  ev.events = kSocketEvents;
+  ev.data.u64 = Pack(conn, kClient);
+  bool ok = epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, conn->client_fd(), &ev) == 0;
+  ev.data.u64 = Pack(conn, kUpstream);
+  ok = ok && epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, conn->upstream_fd(), &ev) == 0;
+  if (!ok) {
+    error.Set("epoll_ctl");
+    Finish(conn, error, true);
+    return;
+  }
+  if (engine_->options_.report_connections) {
+    Event opened{Event::Type::kOpened, id, listener->index};
+    opened.peer = FormatEndpoint(reinterpret_cast<const sockaddr*>(&peer));
+    Post(std::move(opened));
+  }
+}
+
+static int PendingSocketError(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return errno;
+  return err;
+}
+
+void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events) {
+  SysError error;
+  if (conn->state == Connection::State::kConnecting) {
+    if (!upstream) {
+      // The client may go away before the target answers; anything it sent waits in its socket.
+      if ((events & EPOLLERR) && (error.err = PendingSocketError(conn->client_fd())) != 0) {
+        error.syscall = "recv";
+        Finish(conn, error, true);
+      }
+      return;
+    }
+    int err = PendingSocketError(conn->upstream_fd());
+    if (err != 0) {
+      error.Set("connect", err);
+      ConnectFailed(conn, error);
+      return;
+    }
+    if (!(events & EPOLLOUT)) return;  // still connecting
+    conn->state = Connection::State::kForwarding;
+  } else if (events & EPOLLERR) {
+    // A reset on a side whose direction is already done would go unnoticed by splice().
+    int err = PendingSocketError(upstream ? conn->upstream_fd() : conn->client_fd());
+    if (err != 0) {
+      error.Set(upstream ? "recv" : "send", err);
+      Finish(conn, error, true);
+      return;
+    }
+  }
+  uint64_t in_before = conn->bytes_in(), out_before = conn->bytes_out();
+  bool ok = conn->Pump(&pipes_, &error);
+  AccountBytes(conn, in_before, out_before);
+  if (!ok) {
+    Finish(conn, error, true);
+  } else if (conn->finished()) {
+    Finish(conn, error, false);
+  }
+}
+
+void Worker::AccountBytes(Connection* conn, uint64_t in_before, uint64_t out_before) {
+  if (conn->bytes_in() != in_before) engine_->bytes_in_.fetch_add(conn->bytes_in() - in_before, std::memory_order_relaxed);
+  if (conn->bytes_out() != out_before) engine_->bytes_out_.fetch_add(conn->bytes_out() - out_before, std::memory_order_relaxed);
+}
+
+void Worker::ConnectFailed(Connection* conn, const SysError& error) {
+  engine_->connect_failures_.fetch_add(1, std::memory_order_relaxed);
+  Post(Event{Event::Type::kConnectFailed, conn->id(), conn->listener(), error.err, error.syscall});
+  // The client gets a prompt, clean EOF: nothing was forwarded, nothing to reset.
+  Finish(conn, SysError{}, false);
+}
+
+void Worker::Finish(Connection* conn, const SysError& error, bool reset) {
+  conn->Close(&pipes_, reset);
+  connections_.erase(conn);
+  closed_.push_back(conn);
+  engine_->ReleaseSlot();
+  if (engine_->options_.report_connections) {
+    Event closed{Event::Type::kClosed, conn->id(), conn->listener(), error.err, error.syscall};
+    closed.bytes_in = conn->bytes_in();
+    closed.bytes_out = conn->bytes_out();
+    closed.duration_us = NowUs() - conn->started_us();
+    Post(std::move(closed));
+  }
+  if (paused_at_limit_) {
+    paused_at_limit_ = false;
+    if (resume_accept_at_us_ == 0) WatchListeners(true);
+  }
+}
+
+void Worker::Post(Event event) { engine_->sink_->Post(std::move(event)); }
+
+}  // namespace nsproxy

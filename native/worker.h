@@ -1,0 +1,57 @@
+// worker.h — one engine thread: an epoll loop inside the target netns that accepts, connects
+// and pumps connections. See the theory of operation in engine.h.
+#pragma once
+
+#include <cstdint>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "connection.h"
+#include "engine.h"
+#include "pipe_pool.h"
+#include "syserror.h"
+#include "unique_fd.h"
+
+namespace nsproxy {
+
+class Worker {
+ public:
+  Worker(Engine* engine, int index);
+  ~Worker();
+
+  // Starts the thread and waits until it has entered the namespace and set up epoll.
+  bool Start(SysError* error);
+  void RequestStop();
+  void Join();
+
+ private:
+  void Run();
+  bool Setup(SysError* error);  // on the worker thread
+  void Loop();
+
+  void OnListenerReady(Listener* listener);
+  void StartConnection(Listener* listener, UniqueFd client, const sockaddr_storage& peer);
+  void OnConnectionEvent(Connection* conn, bool upstream, uint32_t events);
+  void Finish(Connection* conn, const SysError& error, bool reset);
+  void ConnectFailed(Connection* conn, const SysError& error);
+
+  void WatchListeners(bool watch);
+  void AccountBytes(Connection* conn, uint64_t in_before, uint64_t out_before);
+  void Post(Event event);
+
+  Engine* engine_;
+  int index_;
+  std::thread thread_;
+  UniqueFd epoll_;
+  UniqueFd wake_;  // eventfd: RequestStop() writes it
+  PipePool pipes_;
+  std::unordered_set<Connection*> connections_;
+  std::vector<Connection*> closed_;  // freed after the current epoll batch
+  bool watching_listeners_ = false;
+  bool paused_at_limit_ = false;
+  uint64_t resume_accept_at_us_ = 0;  // after EMFILE and friends; 0 = not backing off
+  bool stopping_ = false;              // read on the worker thread only, set via wake_
+};
+
+}  // namespace nsproxy

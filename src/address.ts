@@ -1,0 +1,65 @@
+// address.ts — parsing the ADDR:PORT forms of --to and --listen. Only numeric addresses: a name
+// would be resolved in the host's namespace, not the target's, which is rarely what a user means.
+import { isIPv4, isIPv6 } from 'node:net';
+
+import { NsproxyError } from './errors';
+
+export interface Endpoint {
+  /** numeric address without brackets: "127.0.0.1", "::1" */
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+export interface ParseOptions {
+  /** the option being parsed, for messages: "--to" */
+  option: string;
+  /** accept a bare "PORT", meaning 127.0.0.1:PORT */
+  portOnly?: boolean;
+  /** accept port 0 (let the kernel choose) */
+  portZero?: boolean;
+}
+
+const EXAMPLE = 'write ADDR:PORT with a numeric address, e.g. 127.0.0.1:5432 or [::1]:5432';
+
+function invalid(options: ParseOptions, text: string, why: string): NsproxyError {
+  return new NsproxyError('NSPROXY_ERR_INVALID_ADDRESS', `${options.option} '${text}': ${why}`);
+}
+
+function parsePort(text: string, portText: string, options: ParseOptions): number {
+  if (!/^\d+$/.test(portText)) throw invalid(options, text, `'${portText}' is not a port number; ${EXAMPLE}`);
+  const port = Number(portText);
+  const min = options.portZero ? 0 : 1;
+  if (port < min || port > 65535) throw invalid(options, text, `port must be between ${min} and 65535`);
+  return port;
+}
+
+export function parseEndpoint(text: string, options: ParseOptions): Endpoint {
+  if (options.portOnly && /^\d+$/.test(text)) {
+    return { address: '127.0.0.1', port: parsePort(text, text, options), family: 4 };
+  }
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
+  let host: string;
+  let portText: string | undefined;
+  if (bracketed) {
+    host = bracketed[1] ?? '';
+    portText = bracketed[2];
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon >= 0 && isIPv6(text)) {
+      throw invalid(options, text, `put an IPv6 address in brackets: [${text}]:PORT`);
+    }
+    host = colon >= 0 ? text.slice(0, colon) : text;
+    portText = colon >= 0 ? text.slice(colon + 1) : undefined;
+  }
+  if (portText === undefined || portText === '') throw invalid(options, text, `missing port; ${EXAMPLE}`);
+  const port = parsePort(text, portText, options);
+  if (bracketed ? isIPv6(host) : isIPv4(host)) {
+    return { address: host, port, family: bracketed ? 6 : 4 };
+  }
+  throw invalid(options, text, `'${host}' is not a numeric IP address; ${EXAMPLE}`);
+}
+
+export function formatEndpoint(endpoint: Endpoint): string {
+  return endpoint.family === 6 ? `[${endpoint.address}]:${endpoint.port}` : `${endpoint.address}:${endpoint.port}`;
+}

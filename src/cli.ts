@@ -1,0 +1,117 @@
+// cli.ts — the command line: options, --help that reads like a man page, exit statuses.
+import { closeSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import yargs from 'yargs';
+
+import { buildConfig, LOG_LEVELS, type RawOptions } from './config';
+import { runDaemon } from './daemon';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, NsproxyError } from './errors';
+import { createLogger, isJournalStream } from './log';
+import { loadNative } from './native';
+
+const DESCRIPTION = `Forward connections from host sockets into another network namespace: a container's,
+a process's, or one made by ip netns add. For each connection nsproxy creates a socket inside the
+target namespace and splices bytes both ways in native threads; the service needs no published
+port, and nsproxy needs no helper process inside the container.`;
+
+const EPILOG = `SOCKET ACTIVATION
+  Run as ExecStart= of a service activated by a .socket unit: the sockets systemd passes
+  (LISTEN_FDS, checked against LISTEN_PID and LISTEN_PIDFDID) are used, and then no default
+  listener is opened. --listen adds listeners to them. Half-closes are forwarded (a client may
+  shut down its sending side and still read the answer) and resets are passed on.
+
+EXAMPLES
+  Forward 127.0.0.1:5432 on the host to PostgreSQL inside the namespace of process 4242:
+    nsproxy --pid 4242 --to 127.0.0.1:5432
+
+  Forward to a web server in a namespace made by "ip netns add blue", from every host address:
+    nsproxy --netns blue --to 10.0.0.2:80 --listen 0.0.0.0:8080
+
+  In a service started by postgresql-activator.socket (ListenStream=5432):
+    ExecStartPre=/bin/sh -c "podman inspect -f 'TARGET_PID={{.State.Pid}}' test-postgresql > %t/pg.env"
+    EnvironmentFile=-%t/pg.env
+    ExecStart=/usr/local/bin/nsproxy --pid \${TARGET_PID} --to 127.0.0.1:5432
+
+EXIT STATUS
+  0  stopped by SIGTERM or SIGINT
+  1  runtime failure: cannot listen, cannot enter the namespace, target unreachable to open
+  2  bad usage or configuration: options, a --pid or --netns that does not exist, bad LISTEN_FDS
+
+ENVIRONMENT
+  LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, LISTEN_PIDFDID   sockets passed by systemd (removed
+                                                          from the environment once read)
+  NOTIFY_SOCKET     where READY=1, STATUS= and STOPPING=1 are sent (Type=notify)
+  JOURNAL_STREAM    when it names stdout, logs are plain lines with syslog priorities
+  NSPROXY_DEBUG=1   same as --debug
+
+SEE ALSO
+  systemd.socket(5), systemd-socket-proxyd(8), ip-netns(8), podman-inspect(1)`;
+
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
+function parser(argv: string[]) {
+  return yargs(argv)
+    .scriptName('nsproxy')
+    .usage(`Usage: nsproxy (--pid PID | --netns NAME|PATH) --to ADDR:PORT [options]\n\n${DESCRIPTION}`)
+    .option('pid', { type: 'string', requiresArg: true, description: 'Target the network namespace of process PID (/proc/PID/ns/net)' })
+    .option('netns', { type: 'string', requiresArg: true, description: 'Target a bind-mounted namespace: a NAME under /run/netns (ip netns add NAME), or a PATH' })
+    .option('to', { type: 'string', requiresArg: true, description: 'Address to connect to inside the namespace: 127.0.0.1:5432 or [::1]:5432 (numeric only)' })
+    .option('listen', { type: 'string', requiresArg: true, description: 'Host address to accept on, repeatable; PORT alone means 127.0.0.1:PORT, port 0 lets the kernel choose. Default: 127.0.0.1:<port of --to>, unless systemd passed sockets' })
+    .option('connections-max', { type: 'string', requiresArg: true, description: 'At most N connections at once (default 4096); at the limit nsproxy stops accepting and the kernel backlog holds the rest' })
+    .option('backlog', { type: 'string', requiresArg: true, description: 'listen(2) backlog of --listen sockets (default 128)' })
+    .option('threads', { type: 'string', requiresArg: true, description: 'Engine threads (default 1)' })
+    .option('log-level', { type: 'string', requiresArg: true, description: `One of ${LOG_LEVELS.join(', ')} (default info; debug logs every connection)` })
+    .option('debug', { type: 'boolean', description: 'Log level debug, and stack traces on errors (also NSPROXY_DEBUG=1)' })
+    .version(packageVersion())
+    .help()
+    .alias('help', 'h')
+    .epilog(EPILOG)
+    .strict()
+    .parserConfiguration({ 'camel-case-expansion': true, 'duplicate-arguments-array': true })
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .exitProcess(false)
+    .showHelpOnFail(false)
+    .fail((message, err) => {
+      throw err ?? new NsproxyError('NSPROXY_ERR_USAGE', `${message}; see nsproxy --help`);
+    });
+}
+
+/** Runs nsproxy with `argv` (without node and the script); resolves to the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const debug = argv.includes('--debug') || ['1', 'true', 'yes'].includes(process.env['NSPROXY_DEBUG'] ?? '');
+  try {
+    const cli = parser(argv);
+    const parsed = (await cli.parseAsync()) as RawOptions & { help?: boolean; version?: boolean; _: (string | number)[] };
+    if (parsed.help || parsed.version || argv.includes('--help') || argv.includes('-h') || argv.includes('--version')) return EXIT_OK;
+    if (parsed._.length > 0) throw new NsproxyError('NSPROXY_ERR_USAGE', `unexpected argument '${parsed._[0]}'; options start with -- (see nsproxy --help)`);
+    const config = buildConfig({ ...parsed, debug: debug || parsed.debug });
+    const log = createLogger(config.logLevel, isJournalStream(process.env));
+    return await runDaemon(config, {
+      native: loadNative(),
+      log,
+      env: process.env,
+      pid: process.pid,
+      closeFd: closeSync,
+      stopSignal: () =>
+        new Promise((resolve) => {
+          const stop = (signal: string) => {
+            process.off('SIGTERM', stop);
+            process.off('SIGINT', stop);
+            resolve(signal);
+          };
+          process.on('SIGTERM', stop);
+          process.on('SIGINT', stop);
+        }),
+    });
+  } catch (err) {
+    const known = err instanceof NsproxyError;
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`nsproxy: ${message.split('\n')[0]}\n`);
+    if (debug && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    return known ? err.exitCode : err instanceof Error && err.name === 'YError' ? EXIT_USAGE : EXIT_FAILURE;
+  }
+}

@@ -1,0 +1,100 @@
+// native.ts — the addon's whole surface, typed and documented once. Everything here is a thin
+// wrapper over a system call; validation and defaults live in the callers. Errors thrown by these
+// functions look like Node's own: `code` ('EPERM'), `errno` (negative), `syscall` ('setns').
+import bindings from 'bindings';
+
+/** What `describeSocket` reports about a file descriptor. */
+export interface SocketDescription {
+  /** false for a regular file, pipe, ...: then the other fields are meaningless */
+  isSocket: boolean;
+  /** SOCK_STREAM, SOCK_DGRAM, ... */
+  type: number;
+  /** AF_INET, AF_INET6, AF_UNIX, ... */
+  family: number;
+  /** SO_ACCEPTCONN: listen() was called on it */
+  listening: boolean;
+  /** the bound address, "127.0.0.1:5432" or "[::1]:5432" (a path for AF_UNIX) */
+  local: string;
+}
+
+/** One event from the engine; events arrive in batches. */
+export interface EngineEvent {
+  type: 'opened' | 'closed' | 'connect-failed' | 'accept-failed';
+  /** connection id, 1-based, unique for the engine's life (0 for accept failures) */
+  id: number;
+  /** index of the listener (the order of addListener calls), -1 if none */
+  listener: number;
+  /** for failures, and for connections that ended in an error */
+  code?: string;
+  errno?: number;
+  syscall?: string;
+  /** closed: bytes client -> target, target -> client, and how long it lived */
+  bytesIn?: number;
+  bytesOut?: number;
+  durationMs?: number;
+  /** opened: the client's address */
+  peer?: string;
+}
+
+export interface EngineOptions {
+  /** namespace fd (from openNamespace) in which upstream sockets are created */
+  netnsFd: number;
+  /** worker threads, each with its own epoll set */
+  threads: number;
+  /** exact limit on open connections; at the limit the kernel backlog holds new clients */
+  connectionsMax: number;
+  /** pipe size requested with F_SETPIPE_SZ (the kernel may give less) */
+  pipeSize: number;
+  /** report 'opened'/'closed' for every connection (failures are always reported) */
+  reportConnections: boolean;
+}
+
+export interface EngineStats {
+  active: number;
+  total: number;
+  bytesIn: number;
+  bytesOut: number;
+  connectFailures: number;
+}
+
+/** The data plane: worker threads inside the target netns that accept, connect and splice. */
+export interface Engine {
+  /** Forward what listening socket `fd` accepts to targetAddress:targetPort (numeric) inside the
+   * namespace. Takes ownership of fd (made non-blocking and close-on-exec). Before start(). */
+  addListener(fd: number, targetAddress: string, targetPort: number): number;
+  /** Starts the workers; throws (e.g. setns EPERM) if they cannot enter the namespace. */
+  start(): void;
+  /** Stops accepting, closes all connections and listeners, joins the workers. Idempotent;
+   * afterwards nothing of the engine keeps the event loop alive. */
+  stop(): void;
+  stats(): EngineStats;
+}
+
+export interface Native {
+  /** open(path, O_RDONLY|O_CLOEXEC) of a namespace file: /proc/PID/ns/net, /run/netns/NAME */
+  openNamespace(path: string): number;
+  /** ioctl(NS_GET_NSTYPE): a CLONE_NEW* constant, or 0 when fd is not a namespace */
+  namespaceType(fd: number): number;
+  /** pidfd_open(pid): holds a process without a PID-reuse race */
+  pidfdOpen(pid: number): number;
+  /** inode number of fd, as a decimal string (systemd's $LISTEN_PIDFDID is a pidfd's inode) */
+  fdInode(fd: number): string;
+  /** socket+bind+listen on a numeric address in the host namespace: non-blocking, close-on-exec,
+   * SO_REUSEADDR, TCP_NODELAY (inherited by accepted sockets) */
+  listenTcp(address: string, port: number, backlog: number): number;
+  describeSocket(fd: number): SocketDescription;
+  /** Raises the RLIMIT_NOFILE soft limit to the hard limit; returns the new limits. */
+  raiseNofileLimit(): { soft: number; hard: number };
+  /** Sends one sd_notify datagram to socketPath (a path, or "@name" for an abstract socket). */
+  sdNotify(socketPath: string, state: string): void;
+  Engine: new (options: EngineOptions, onEvents: (events: EngineEvent[]) => void) => Engine;
+  constants: { CLONE_NEWNET: number; SOCK_STREAM: number; AF_INET: number; AF_INET6: number; AF_UNIX: number };
+}
+
+let loaded: Native | undefined;
+
+/** The compiled addon (build/Release/nsproxy.node), loaded on first use. */
+export function loadNative(): Native {
+  loaded ??= bindings('nsproxy') as Native;
+  return loaded;
+}
