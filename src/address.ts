@@ -30,7 +30,7 @@ function parsePort(text: string, portText: string, options: ParseOptions): numbe
   if (!/^\d+$/.test(portText)) throw invalid(options, text, `'${portText}' is not a port number; ${EXAMPLE}`);
   const port = Number(portText);
   const min = options.portZero ? 0 : 1;
-  if (port < min || port > 65535) throw invalid(options, text, `port must be between ${min} and 65535`);
+  if (port < min || port > 65535) throw invalid(options, text, `port ${port} is out of range; use a port from ${min} to 65535`);
   return port;
 }
 
@@ -47,7 +47,7 @@ export function parseEndpoint(text: string, options: ParseOptions): Endpoint {
   } else {
     const colon = text.lastIndexOf(':');
     if (colon >= 0 && isIPv6(text)) {
-      throw invalid(options, text, `put an IPv6 address in brackets: [${text}]:PORT`);
+      throw invalid(options, text, 'an IPv6 address needs brackets; write [ADDRESS]:PORT, e.g. [::1]:5432');
     }
     host = colon >= 0 ? text.slice(0, colon) : text;
     portText = colon >= 0 ? text.slice(colon + 1) : undefined;

@@ -54,7 +54,7 @@ function list(value: string | string[] | undefined): string[] {
 function positiveInt(name: string, value: string | undefined, fallback: number, max: number): number {
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) {
-    throw usage(`--${name} '${value}': must be a whole number from 1 to ${max}`);
+    throw usage(`--${name} '${value}': not a whole number from 1 to ${max}; e.g. --${name} ${fallback}`);
   }
   return Number(value);
 }
@@ -76,7 +76,7 @@ function targetSpec(raw: RawOptions): TargetSpec {
     const path = netns.includes('/') ? netns : `/run/netns/${netns}`;
     return { kind: 'netns', path, name: netns };
   }
-  throw usage('no target: give --pid PID or --netns NAME|PATH (see nsproxy --help)');
+  throw usage('no target namespace; give --pid PID or --netns NAME|PATH (see nsproxy --help)');
 }
 
 export function buildConfig(raw: RawOptions): Config {
@@ -87,7 +87,7 @@ export function buildConfig(raw: RawOptions): Config {
   const listen = list(raw.listen).map((text) => parseEndpoint(text, { option: '--listen', portOnly: true, portZero: true }));
   const logLevel = single('log-level', raw.logLevel) ?? (raw.debug ? 'debug' : 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw usage(`--log-level '${logLevel}': use one of ${LOG_LEVELS.join(', ')}`);
+    throw usage(`--log-level '${logLevel}': not a log level; use one of ${LOG_LEVELS.join(', ')}`);
   }
   return {
     target,

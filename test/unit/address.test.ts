@@ -13,18 +13,18 @@ t.test('PORT alone and port 0 only where allowed', async (t) => {
   t.same(parseEndpoint('8080', { option: '--listen', portOnly: true }), { address: '127.0.0.1', port: 8080, family: 4 });
   t.same(parseEndpoint('127.0.0.1:0', { option: '--listen', portZero: true }).port, 0);
   t.throws(() => parseEndpoint('8080', { option: '--to' }), /--to '8080': missing port/);
-  t.throws(() => parseEndpoint('127.0.0.1:0', { option: '--to' }), /port must be between 1 and 65535/);
+  t.throws(() => parseEndpoint('127.0.0.1:0', { option: '--to' }), /port 0 is out of range; use a port from 1 to 65535/);
 });
 
 t.test('rejects what is not ADDR:PORT, with the option and the fix in one line', async (t) => {
   const cases: [string, RegExp][] = [
     ['127.0.0.1', /missing port/],
     ['127.0.0.1:', /missing port/],
-    ['127.0.0.1:65536', /between 1 and 65535/],
+    ['127.0.0.1:65536', /port 65536 is out of range; use a port from 1 to 65535/],
     ['127.0.0.1:http', /'http' is not a port number/],
     ['nonsense:80', /'nonsense' is not a numeric IP address/],
     ['1.2.3:80', /'1.2.3' is not a numeric IP address/],
-    ['::1', /put an IPv6 address in brackets/],
+    ['::1', /an IPv6 address needs brackets; write \[ADDRESS\]:PORT/],
     ['[::1]', /missing port/],
     ['[127.0.0.1]:80', /not a numeric IP address/],
   ];

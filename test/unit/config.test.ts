@@ -29,16 +29,16 @@ t.test('--debug implies log level debug unless --log-level says otherwise', asyn
 
 t.test('bad combinations and values are usage errors', async (t) => {
   const cases: [Parameters<typeof buildConfig>[0], RegExp][] = [
-    [{ to: '127.0.0.1:1' }, /no target: give --pid PID or --netns/],
+    [{ to: '127.0.0.1:1' }, /no target namespace; give --pid PID or --netns/],
     [{ pid: 'x', to: '127.0.0.1:1' }, /--pid 'x': not a process ID/],
     [{ pid: '0', to: '127.0.0.1:1' }, /--pid '0': not a process ID/],
     [{ pid: '1', netns: 'blue', to: '127.0.0.1:1' }, /--pid and --netns both given/],
     [{ pid: ['1', '2'], to: '127.0.0.1:1' }, /--pid given 2 times/],
     [{ pid: '1' }, /--to is missing/],
-    [{ pid: '1', to: '127.0.0.1:1', connectionsMax: '0' }, /--connections-max '0': must be a whole number from 1/],
+    [{ pid: '1', to: '127.0.0.1:1', connectionsMax: '0' }, /--connections-max '0': not a whole number from 1 to 1000000; e.g. --connections-max 4096/],
     [{ pid: '1', to: '127.0.0.1:1', connectionsMax: '-5' }, /--connections-max '-5'/],
     [{ pid: '1', to: '127.0.0.1:1', threads: '1.5' }, /--threads '1.5'/],
-    [{ pid: '1', to: '127.0.0.1:1', logLevel: 'loud' }, /--log-level 'loud': use one of/],
+    [{ pid: '1', to: '127.0.0.1:1', logLevel: 'loud' }, /--log-level 'loud': not a log level; use one of/],
     [{ netns: '', to: '127.0.0.1:1' }, /--netns is empty/],
   ];
   for (const [raw, pattern] of cases) {
