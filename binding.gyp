@@ -4,12 +4,14 @@
       "target_name": "nsproxy",
       "sources": [
         "native/addon.cc",
+        "native/background.cc",
         "native/connection.cc",
         "native/engine.cc",
         "native/errors.cc",
         "native/netns.cc",
         "native/notify.cc",
         "native/pipe_pool.cc",
+        "native/probe.cc",
         "native/sockets.cc",
         "native/worker.cc"
       ],

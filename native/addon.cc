@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "background.h"
 #include "engine.h"
 #include "errors.h"
 #include "netns.h"
@@ -183,7 +184,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return DefineClass(env, "Engine",
                        {InstanceMethod("addListener", &EngineWrap::AddListener),
                         InstanceMethod("start", &EngineWrap::Start), InstanceMethod("stop", &EngineWrap::Stop),
-                        InstanceMethod("stats", &EngineWrap::Stats)});
+                        InstanceMethod("stats", &EngineWrap::Stats),
+                        InstanceMethod("setAccepting", &EngineWrap::SetAccepting),
+                        InstanceMethod("enterNetns", &EngineWrap::EnterNetns),
+                        InstanceMethod("setTarget", &EngineWrap::SetTarget)});
   }
 
   EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
@@ -198,6 +202,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     engine_options.connections_max = options.Get("connectionsMax").As<Napi::Number>().Int32Value();
     engine_options.pipe_size = options.Get("pipeSize").As<Napi::Number>().Uint32Value();
     engine_options.report_connections = options.Get("reportConnections").ToBoolean();
+    engine_options.start_paused = options.Get("startPaused").ToBoolean();
     if (engine_options.threads < 1 || engine_options.connections_max < 1) {
       throw Napi::RangeError::New(env, "threads and connectionsMax must be >= 1");
     }
@@ -220,16 +225,40 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   Napi::Value AddListener(const Napi::CallbackInfo& info) {
-    if (!engine_) throw Napi::Error::New(info.Env(), "engine stopped");
+    Running(info);
     int fd = IntArg(info, 0, "fd");
     Endpoint target = EndpointArgs(info, 1);
     return Napi::Number::New(info.Env(), engine_->AddListener(UniqueFd(fd), target));
   }
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
-    if (!engine_) throw Napi::Error::New(info.Env(), "engine stopped");
     SysError error;
-    if (!engine_->Start(&error)) throw ErrnoError(info.Env(), error);
+    if (!Running(info).Start(&error)) throw ErrnoError(info.Env(), error);
+    return info.Env().Undefined();
+  }
+
+  Engine& Running(const Napi::CallbackInfo& info) {
+    if (!engine_) throw Napi::Error::New(info.Env(), "engine stopped");
+    return *engine_;
+  }
+
+  Napi::Value SetAccepting(const Napi::CallbackInfo& info) {
+    SysError error;
+    if (!Running(info).SetAccepting(info[0].ToBoolean(), &error)) throw ErrnoError(info.Env(), error);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value EnterNetns(const Napi::CallbackInfo& info) {
+    SysError error;
+    if (!Running(info).EnterNetns(IntArg(info, 0, "netnsFd"), &error)) throw ErrnoError(info.Env(), error);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetTarget(const Napi::CallbackInfo& info) {
+    Engine& engine = Running(info);
+    int listener = IntArg(info, 0, "listener");
+    if (listener < 0 || listener >= engine.listener_count()) throw Napi::RangeError::New(info.Env(), "no such listener");
+    engine.SetTarget(listener, EndpointArgs(info, 1));
     return info.Env().Undefined();
   }
 
@@ -266,6 +295,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("describeSocket", Napi::Function::New(env, DescribeSocketJs));
   exports.Set("raiseNofileLimit", Napi::Function::New(env, RaiseNofileLimitJs));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotifyJs));
+  exports.Set("probeTcp", Napi::Function::New(env, ProbeTcpJs));
+  exports.Set("FdWatch", DefineFdWatch(env));
   exports.Set("Engine", EngineWrap::Define(env));
 
   Napi::Object constants = Napi::Object::New(env);

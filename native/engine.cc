@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 
+#include "netns.h"
 #include "worker.h"
 
 namespace nsproxy {
@@ -42,6 +43,34 @@ void Engine::Stop() {
   for (auto& worker : workers_) worker->RequestStop();
   for (auto& worker : workers_) worker->Join();
   workers_.clear();
+}
+
+bool Engine::SetAccepting(bool accepting, SysError* error) {
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    *error = w->Execute([w, accepting] {
+      w->SetAccepting(accepting);
+      return SysError{};
+    });
+    if (*error) return false;
+  }
+  return true;
+}
+
+bool Engine::EnterNetns(int netns_fd, SysError* error) {
+  for (auto& worker : workers_) {
+    *error = worker->Execute([netns_fd] {
+      SysError result;
+      nsproxy::EnterNetns(netns_fd, &result);
+      return result;
+    });
+    if (*error) return false;
+  }
+  return true;
+}
+
+void Engine::SetTarget(int listener, const Endpoint& target) {
+  if (listener >= 0 && listener < listener_count()) listeners_[listener]->target = target;
 }
 
 bool Engine::ReserveSlot() {

@@ -32,6 +32,10 @@
 //
 // Events. Connection opened/closed (only when `report_connections`), connect and accept
 // failures (always) go to the EventSink; it must not block. Counters are atomics for stats().
+//
+// Control. The control plane (JavaScript) pauses and resumes accepting and moves workers to a
+// new namespace when the target restarts, by Worker::Execute(): a command queued to the worker
+// and run on its thread between two epoll batches, the caller waiting for the answer.
 #pragma once
 
 #include <atomic>
@@ -52,6 +56,7 @@ struct EngineOptions {
   int connections_max = 4096;
   size_t pipe_size = 256 * 1024;
   bool report_connections = false;
+  bool start_paused = false;  // start without accepting: the target may not be ready yet
 };
 
 struct Event {
@@ -105,6 +110,19 @@ class Engine {
 
   // Stops accepting, closes every connection, joins the workers. Idempotent.
   void Stop();
+
+  // Accept or not (clients wait in the kernel backlog meanwhile). Returns once every worker
+  // has applied it. Open connections are not affected.
+  bool SetAccepting(bool accepting, SysError* error);
+
+  // Moves every worker into another network namespace (after the target restarted): new
+  // connections are made there, open ones stay where they were born. Call while not accepting.
+  bool EnterNetns(int netns_fd, SysError* error);
+
+  // Changes where a listener's connections go. Only while not accepting: the workers read
+  // targets only when they accept, and SetAccepting() orders these writes before their reads.
+  void SetTarget(int listener, const Endpoint& target);
+  int listener_count() const { return static_cast<int>(listeners_.size()); }
 
   EngineStats Stats() const;
 

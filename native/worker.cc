@@ -89,15 +89,61 @@ bool Worker::Setup(SysError* error) {
     error->Set("epoll_ctl");
     return false;
   }
-  WatchListeners(true);
+  accepting_ = !engine_->options_.start_paused;
+  UpdateListenerWatch();
   return true;
+}
+
+static void Wake(int fd) {
+  uint64_t one = 1;
+  ssize_t ignored = write(fd, &one, sizeof one);
+  (void)ignored;
 }
 
 void Worker::RequestStop() {
   if (!wake_.valid()) return;
-  uint64_t one = 1;
-  ssize_t ignored = write(wake_.get(), &one, sizeof one);
+  stop_requested_ = true;
+  Wake(wake_.get());
+}
+
+SysError Worker::Execute(std::function<SysError()> command) {
+  std::future<SysError> result;
+  {
+    std::lock_guard<std::mutex> lock(commands_mutex_);
+    if (exited_) {
+      SysError gone;
+      gone.Set("execute", ESRCH);
+      return gone;
+    }
+    commands_.push_back(Command{std::move(command), {}});
+    result = commands_.back().done.get_future();
+  }
+  Wake(wake_.get());
+  return result.get();
+}
+
+void Worker::RunCommands() {
+  uint64_t count;
+  ssize_t ignored = read(wake_.get(), &count, sizeof count);  // reset the eventfd
   (void)ignored;
+  if (stop_requested_) stopping_ = true;
+  std::vector<Command> commands;
+  {
+    std::lock_guard<std::mutex> lock(commands_mutex_);
+    commands.swap(commands_);
+  }
+  for (Command& command : commands) command.done.set_value(command.run());
+}
+
+void Worker::SetAccepting(bool accepting) {
+  accepting_ = accepting;
+  UpdateListenerWatch();
+}
+
+// Listeners are watched unless the control plane paused us, the connection limit is reached,
+// or accept() ran out of resources a moment ago.
+void Worker::UpdateListenerWatch() {
+  WatchListeners(accepting_ && !paused_at_limit_ && resume_accept_at_us_ == 0);
 }
 
 void Worker::Join() {
@@ -138,7 +184,7 @@ void Worker::Loop() {
       void* ptr = reinterpret_cast<void*>(events[i].data.u64 & ~static_cast<uint64_t>(kTagMask));
       switch (static_cast<Tag>(events[i].data.u64 & kTagMask)) {
         case kWake:
-          stopping_ = true;
+          RunCommands();
           break;
         case kListener:
           OnListenerReady(static_cast<Listener*>(ptr));
@@ -155,7 +201,7 @@ void Worker::Loop() {
     closed_.clear();
     if (resume_accept_at_us_ != 0 && NowUs() >= resume_accept_at_us_) {
       resume_accept_at_us_ = 0;
-      if (!paused_at_limit_) WatchListeners(true);
+      UpdateListenerWatch();
     }
   }
   // Stopping: every connection still open is closed here, on the thread that owns it.
@@ -168,6 +214,11 @@ void Worker::Loop() {
   connections_.clear();
   for (Connection* conn : closed_) delete conn;
   closed_.clear();
+  {
+    std::lock_guard<std::mutex> lock(commands_mutex_);
+    exited_ = true;
+  }
+  RunCommands();  // whoever already waits in Execute() gets an answer
 }
 
 void Worker::OnListenerReady(Listener* listener) {
@@ -175,7 +226,7 @@ void Worker::OnListenerReady(Listener* listener) {
     if (!engine_->ReserveSlot()) {
       // At --connections-max: leave the rest in the kernel backlog until a slot frees.
       paused_at_limit_ = true;
-      WatchListeners(false);
+      UpdateListenerWatch();
       return;
     }
     sockaddr_storage peer{};
@@ -188,8 +239,8 @@ void Worker::OnListenerReady(Listener* listener) {
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
       Post(Event{Event::Type::kAcceptFailed, 0, listener->index, err, "accept4"});
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        WatchListeners(false);  // out of resources: back off instead of spinning
-        resume_accept_at_us_ = NowUs() + kAcceptBackoffUs;
+        resume_accept_at_us_ = NowUs() + kAcceptBackoffUs;  // out of resources: back off, don't spin
+        UpdateListenerWatch();
       }
       return;
     }
@@ -307,7 +358,7 @@ void Worker::Finish(Connection* conn, const SysError& error, bool reset) {
   }
   if (paused_at_limit_) {
     paused_at_limit_ = false;
-    if (resume_accept_at_us_ == 0) WatchListeners(true);
+    UpdateListenerWatch();
   }
 }
 

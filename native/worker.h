@@ -2,7 +2,11 @@
 // and pumps connections. See the theory of operation in engine.h.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <future>
+#include <mutex>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -25,6 +29,13 @@ class Worker {
   void RequestStop();
   void Join();
 
+  // Runs `command` on the worker thread, between two epoll batches, and waits for its result.
+  // This is how the control plane pauses accepting or moves the worker to another namespace.
+  SysError Execute(std::function<SysError()> command);
+
+  // On the worker thread only (from Execute): accept or not, whatever the other reasons say.
+  void SetAccepting(bool accepting);
+
  private:
   void Run();
   bool Setup(SysError* error);  // on the worker thread
@@ -37,6 +48,8 @@ class Worker {
   void ConnectFailed(Connection* conn, const SysError& error);
 
   void WatchListeners(bool watch);
+  void UpdateListenerWatch();
+  void RunCommands();
   void AccountBytes(Connection* conn, uint64_t in_before, uint64_t out_before);
   void Post(Event event);
 
@@ -49,9 +62,19 @@ class Worker {
   std::unordered_set<Connection*> connections_;
   std::vector<Connection*> closed_;  // freed after the current epoll batch
   bool watching_listeners_ = false;
+  bool accepting_ = true;              // the control plane's wish (paused while the target restarts)
   bool paused_at_limit_ = false;
   uint64_t resume_accept_at_us_ = 0;  // after EMFILE and friends; 0 = not backing off
-  bool stopping_ = false;              // read on the worker thread only, set via wake_
+  bool stopping_ = false;              // the loop's own copy of stop_requested_
+  std::atomic<bool> stop_requested_{false};
+
+  struct Command {
+    std::function<SysError()> run;
+    std::promise<SysError> done;
+  };
+  std::mutex commands_mutex_;
+  std::vector<Command> commands_;
+  bool exited_ = false;  // the loop is gone: Execute() answers at once (guarded by commands_mutex_)
 };
 
 }  // namespace nsproxy

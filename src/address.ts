@@ -26,7 +26,8 @@ function invalid(options: ParseOptions, text: string, why: string): NsproxyError
   return new NsproxyError('NSPROXY_ERR_INVALID_ADDRESS', `${options.option} '${text}': ${why}`);
 }
 
-function parsePort(text: string, portText: string, options: ParseOptions): number {
+/** The port of `text` (for messages), from its `portText` part. */
+export function parsePort(text: string, portText: string, options: ParseOptions): number {
   if (!/^\d+$/.test(portText)) throw invalid(options, text, `'${portText}' is not a port number; ${EXAMPLE}`);
   const port = Number(portText);
   const min = options.portZero ? 0 : 1;

@@ -56,14 +56,20 @@ function packageVersion(): string {
 function parser(argv: string[]) {
   return yargs(argv)
     .scriptName('nsproxy')
-    .usage(`Usage: nsproxy (--pid PID | --netns NAME|PATH) --to ADDR:PORT [options]\n\n${DESCRIPTION}`)
-    .option('pid', { type: 'string', requiresArg: true, description: 'Target the network namespace of process PID (/proc/PID/ns/net)' })
+    .usage(`Usage: nsproxy (--container NAME | --pid PID | --netns NAME|PATH) --to ADDR:PORT [options]\n\n${DESCRIPTION}`)
+    .option('container', { type: 'string', requiresArg: true, description: 'Target a container by NAME or ID, resolved with --runtime; followed across restarts' })
+    .option('runtime', { type: 'string', requiresArg: true, description: 'How --container is resolved: podman (podman inspect, the default) or runc (runc state)' })
+    .option('runc-root', { type: 'string', requiresArg: true, description: 'runc state directory (runc --root), for --runtime runc' })
+    .option('pid', { type: 'string', requiresArg: true, description: 'Target the network namespace of process PID (/proc/PID/ns/net); nsproxy exits when PID does' })
     .option('netns', { type: 'string', requiresArg: true, description: 'Target a bind-mounted namespace: a NAME under /run/netns (ip netns add NAME), or a PATH' })
-    .option('to', { type: 'string', requiresArg: true, description: 'Address to connect to inside the namespace: 127.0.0.1:5432 or [::1]:5432 (numeric only)' })
+    .option('to', { type: 'string', requiresArg: true, description: 'Where to connect inside the namespace: 127.0.0.1:5432, [::1]:5432, or @NETWORK:PORT (the container\'s address on a podman network). NAME=... applies to the systemd socket NAME (FileDescriptorName=); repeatable' })
     .option('listen', { type: 'string', requiresArg: true, description: 'Host address to accept on, repeatable; PORT alone means 127.0.0.1:PORT, port 0 lets the kernel choose. Default: 127.0.0.1:<port of --to>, unless systemd passed sockets' })
     .option('connections-max', { type: 'string', requiresArg: true, description: 'At most N connections at once (default 4096); at the limit nsproxy stops accepting and the kernel backlog holds the rest' })
     .option('backlog', { type: 'string', requiresArg: true, description: 'listen(2) backlog of --listen sockets (default 128)' })
     .option('threads', { type: 'string', requiresArg: true, description: 'Engine threads (default 1)' })
+    .option('ready-timeout', { type: 'string', requiresArg: true, description: 'How long to wait for the target to accept a connection before forwarding, and after a container restart (default 60s)' })
+    .option('exit-idle-time', { type: 'string', requiresArg: true, description: 'Exit 0 after no connection was open for this long (default: never); the .socket unit starts nsproxy again' })
+    .option('drain-timeout', { type: 'string', requiresArg: true, description: 'On SIGTERM, let open connections finish for up to this long (default 10s)' })
     .option('log-level', { type: 'string', requiresArg: true, description: `One of ${LOG_LEVELS.join(', ')} (default info; debug logs every connection)` })
     .option('debug', { type: 'boolean', description: 'Log level debug, and stack traces on errors (also NSPROXY_DEBUG=1)' })
     .version(packageVersion())
@@ -96,16 +102,10 @@ export async function main(argv: string[]): Promise<number> {
       env: process.env,
       pid: process.pid,
       closeFd: closeSync,
-      stopSignal: () =>
-        new Promise((resolve) => {
-          const stop = (signal: string) => {
-            process.off('SIGTERM', stop);
-            process.off('SIGINT', stop);
-            resolve(signal);
-          };
-          process.on('SIGTERM', stop);
-          process.on('SIGINT', stop);
-        }),
+      onStopSignal: (handler) => {
+        process.on('SIGTERM', handler);
+        process.on('SIGINT', handler);
+      },
     });
   } catch (err) {
     const known = err instanceof NsproxyError;

@@ -1,19 +1,37 @@
 // config.ts — turns the parsed command line into one validated Config, or a one-line error.
-import { parseEndpoint, type Endpoint } from './address';
+import { parseEndpoint, parsePort, type Endpoint } from './address';
+import { parseDuration } from './duration';
 import { NsproxyError } from './errors';
+import { RUNTIMES, type RuntimeName } from './runtimes';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export type TargetSpec = { kind: 'pid'; pid: number } | { kind: 'netns'; path: string; name: string };
+export type TargetSpec =
+  | { kind: 'pid'; pid: number }
+  | { kind: 'netns'; path: string; name: string }
+  | { kind: 'container'; name: string; runtime: RuntimeName; runcRoot?: string };
+
+/** Where a connection goes inside the namespace: a literal address, or the container's address on a network. */
+export type Destination = { kind: 'address'; endpoint: Endpoint } | { kind: 'network'; network: string; port: number };
+
+/** One --to: for the systemd socket called `name`, or (no name) for every other listener. */
+export interface Route {
+  name?: string;
+  destination: Destination;
+}
 
 export interface Config {
   target: TargetSpec;
-  to: Endpoint;
+  routes: Route[];
   /** --listen endpoints; empty means "systemd's sockets, or the default" */
   listen: Endpoint[];
   /** used when there is no --listen and no socket from systemd: 127.0.0.1:<port of --to> */
   defaultListen: Endpoint;
+  readyTimeoutMs: number;
+  /** undefined: never exit for idleness */
+  exitIdleTimeMs?: number;
+  drainTimeoutMs: number;
   connectionsMax: number;
   backlog: number;
   threads: number;
@@ -25,6 +43,12 @@ export interface Config {
 export interface RawOptions {
   pid?: string | string[];
   netns?: string | string[];
+  container?: string | string[];
+  runtime?: string | string[];
+  runcRoot?: string | string[];
+  readyTimeout?: string | string[];
+  exitIdleTime?: string | string[];
+  drainTimeout?: string | string[];
   to?: string | string[];
   listen?: string | string[];
   connectionsMax?: string | string[];
@@ -62,9 +86,18 @@ function positiveInt(name: string, value: string | undefined, fallback: number, 
 function targetSpec(raw: RawOptions): TargetSpec {
   const pid = single('pid', raw.pid);
   const netns = single('netns', raw.netns);
-  if (pid !== undefined && netns !== undefined) {
-    throw usage('--pid and --netns both given; name the target namespace once, with one of them');
+  const container = single('container', raw.container);
+  const given = [pid !== undefined && '--pid', netns !== undefined && '--netns', container !== undefined && '--container'].filter(Boolean);
+  if (given.length > 1) {
+    throw usage(`${given.join(' and ')} both given; name the target namespace once, with one of them`);
   }
+  if (container !== undefined) {
+    if (container === '') throw usage('--container is empty; give a container name or ID');
+    const runtime = single('runtime', raw.runtime) ?? 'podman';
+    if (!(RUNTIMES as readonly string[]).includes(runtime)) throw usage(`--runtime '${runtime}': not supported; use one of ${RUNTIMES.join(', ')}`);
+    return { kind: 'container', name: container, runtime: runtime as RuntimeName, runcRoot: single('runc-root', raw.runcRoot) };
+  }
+  if (raw.runtime !== undefined) throw usage('--runtime applies to --container only; drop it, or name the target with --container');
   if (pid !== undefined) {
     if (!/^\d+$/.test(pid) || Number(pid) < 1 || Number(pid) > 4194304) {
       throw usage(`--pid '${pid}': not a process ID; give a number such as the output of podman inspect -f '{{.State.Pid}}' NAME`);
@@ -76,14 +109,51 @@ function targetSpec(raw: RawOptions): TargetSpec {
     const path = netns.includes('/') ? netns : `/run/netns/${netns}`;
     return { kind: 'netns', path, name: netns };
   }
-  throw usage('no target namespace; give --pid PID or --netns NAME|PATH (see nsproxy --help)');
+  throw usage('no target namespace; give --container NAME, --pid PID or --netns NAME|PATH (see nsproxy --help)');
+}
+
+function parseRoute(text: string, target: TargetSpec): Route {
+  const named = /^([^=[\]:@]+)=(.*)$/.exec(text);
+  const name = named?.[1];
+  const rest = named ? (named[2] as string) : text;
+  const network = /^@([^:]+):(.*)$/.exec(rest);
+  if (!network) return { name, destination: { kind: 'address', endpoint: parseEndpoint(rest, { option: '--to' }) } };
+  if (target.kind !== 'container') {
+    throw usage(`--to '${text}': addresses on a network need --container; give a numeric address, or name the container`);
+  }
+  const port = parsePort(text, network[2] as string, { option: '--to' });
+  return { name, destination: { kind: 'network', network: network[1] as string, port } };
+}
+
+function parseRoutes(raw: RawOptions, target: TargetSpec): Route[] {
+  const texts = list(raw.to);
+  if (texts.length === 0) throw usage('--to is missing; give the address inside the namespace, e.g. --to 127.0.0.1:5432');
+  const routes = texts.map((text) => parseRoute(text, target));
+  const names = routes.map((route) => route.name ?? '');
+  const twice = names.find((name, i) => names.indexOf(name) !== i);
+  if (twice === '') {
+    throw usage('--to given more than once without NAME=; name the sockets (--to NAME=ADDR:PORT, NAME from FileDescriptorName=) or give one --to');
+  }
+  if (twice !== undefined) throw usage(`--to ${twice}= given twice; give each socket name one --to`);
+  return routes;
+}
+
+/** Port (and family) of the unnamed route, for the default listener. */
+function defaultListenFor(routes: Route[]): Endpoint {
+  const destination = (routes.find((route) => route.name === undefined) ?? routes[0] as Route).destination;
+  if (destination.kind === 'network') return { address: '127.0.0.1', port: destination.port, family: 4 };
+  const { endpoint } = destination;
+  return { address: endpoint.family === 6 ? '::1' : '127.0.0.1', port: endpoint.port, family: endpoint.family };
+}
+
+function duration(name: string, value: string | undefined, fallbackMs: number): number {
+  return value === undefined ? fallbackMs : parseDuration(`--${name}`, value);
 }
 
 export function buildConfig(raw: RawOptions): Config {
   const target = targetSpec(raw);
-  const toText = single('to', raw.to);
-  if (toText === undefined) throw usage('--to is missing; give the address inside the namespace, e.g. --to 127.0.0.1:5432');
-  const to = parseEndpoint(toText, { option: '--to' });
+  const routes = parseRoutes(raw, target);
+  const exitIdle = single('exit-idle-time', raw.exitIdleTime);
   const listen = list(raw.listen).map((text) => parseEndpoint(text, { option: '--listen', portOnly: true, portZero: true }));
   const logLevel = single('log-level', raw.logLevel) ?? (raw.debug ? 'debug' : 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
@@ -91,9 +161,12 @@ export function buildConfig(raw: RawOptions): Config {
   }
   return {
     target,
-    to,
+    routes,
     listen,
-    defaultListen: { address: to.family === 6 ? '::1' : '127.0.0.1', port: to.port, family: to.family },
+    defaultListen: defaultListenFor(routes),
+    readyTimeoutMs: duration('ready-timeout', single('ready-timeout', raw.readyTimeout), 60_000),
+    exitIdleTimeMs: exitIdle === undefined || exitIdle === 'infinity' ? undefined : parseDuration('--exit-idle-time', exitIdle),
+    drainTimeoutMs: duration('drain-timeout', single('drain-timeout', raw.drainTimeout), 10_000),
     connectionsMax: positiveInt('connections-max', single('connections-max', raw.connectionsMax), 4096, 1_000_000),
     backlog: positiveInt('backlog', single('backlog', raw.backlog), 128, 65535),
     threads: positiveInt('threads', single('threads', raw.threads), 1, 64),
@@ -102,7 +175,8 @@ export function buildConfig(raw: RawOptions): Config {
   };
 }
 
-/** How the target is named in logs: "pid 4242", "netns blue". */
+/** How the target is named in logs: "pid 4242", "netns blue", "container test-postgresql". */
 export function describeTarget(target: TargetSpec): string {
-  return target.kind === 'pid' ? `pid ${target.pid}` : `netns ${target.name}`;
+  if (target.kind === 'pid') return `pid ${target.pid}`;
+  return target.kind === 'netns' ? `netns ${target.name}` : `container ${target.name}`;
 }

@@ -1,13 +1,19 @@
-// daemon.ts — the lifecycle: open the target and the listeners, start the engine, report
-// readiness, log what the engine reports, stop cleanly on SIGTERM/SIGINT.
-import { formatEndpoint } from './address';
+// daemon.ts — the lifecycle: open the target and the listeners, start the engine paused, wait
+// until the target answers, forward; follow a container across restarts; exit when idle; drain
+// on SIGTERM/SIGINT. The engine moves the bytes; this file only decides what and when.
+import { formatEndpoint, type Endpoint } from './address';
 import type { Config } from './config';
+import { formatDuration } from './duration';
 import { errnoCode, EXIT_OK, NsproxyError } from './errors';
 import { openListeners, type HostListener } from './listeners';
 import type { Logger } from './log';
-import type { EngineEvent, Native } from './native';
-import { notify, takePassedSockets } from './systemd';
-import { openTarget, type Target } from './target';
+import type { Engine, EngineEvent, Native } from './native';
+import { Notifier } from './notifier';
+import { waitUntilReady } from './readiness';
+import { resolveDestination, routeListeners } from './routes';
+import { statusLine } from './status';
+import { takePassedSockets } from './systemd';
+import { closeTarget, isTransient, openTarget, type Target } from './target';
 
 export interface DaemonDeps {
   native: Native;
@@ -15,23 +21,28 @@ export interface DaemonDeps {
   env: NodeJS.ProcessEnv;
   pid: number;
   closeFd: (fd: number) => void;
-  /** resolves with the signal's name when the daemon should stop */
-  stopSignal: () => Promise<string>;
+  /** calls back with the signal's name whenever the daemon is asked to stop */
+  onStopSignal: (handler: (signal: string) => void) => void;
 }
 
 /** Pipe size asked of the kernel: fewer splice calls per megabyte than the 64 KiB default. */
 const PIPE_SIZE = 256 * 1024;
+const RETRY_RESOLVE_MS = 250;
+const DRAIN_POLL_MS = 100;
+
+type StopReason = { kind: 'signal'; signal: string } | { kind: 'idle'; idleMs: number } | { kind: 'fatal'; error: NsproxyError };
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function enterFailure(target: Target, err: unknown): NsproxyError {
-  const code = errnoCode(err);
   const hint =
-    code === 'EPERM'
+    errnoCode(err) === 'EPERM'
       ? 'entering it needs CAP_SYS_ADMIN over its user namespace: run nsproxy as root (rootless targets are not supported yet)'
       : 'check that the target still exists';
   return new NsproxyError('NSPROXY_ERR_ENTER_NETNS', `cannot enter the network namespace of ${target.description} (${(err as Error).message}); ${hint}`, { cause: err });
 }
 
-function eventLogger(log: Logger, listeners: HostListener[], to: string): (events: EngineEvent[]) => void {
+function eventLogger(log: Logger, listeners: HostListener[], endpoints: () => Endpoint[]): (events: EngineEvent[]) => void {
   return (events) => {
     for (const event of events) {
       const listener = listeners[event.listener]?.address;
@@ -42,9 +53,11 @@ function eventLogger(log: Logger, listeners: HostListener[], to: string): (event
         case 'closed':
           log.debug({ id: event.id, bytesIn: event.bytesIn, bytesOut: event.bytesOut, durationMs: event.durationMs, code: event.code }, 'connection closed');
           break;
-        case 'connect-failed':
-          log.warn({ id: event.id, to, code: event.code, syscall: event.syscall, listener }, 'connect failed');
+        case 'connect-failed': {
+          const to = endpoints()[event.listener];
+          log.warn({ id: event.id, to: to && formatEndpoint(to), code: event.code, syscall: event.syscall, listener }, 'connect failed');
           break;
+        }
         case 'accept-failed':
           log.error({ code: event.code, syscall: event.syscall, listener }, 'accept failed');
           break;
@@ -53,55 +66,226 @@ function eventLogger(log: Logger, listeners: HostListener[], to: string): (event
   };
 }
 
-export async function runDaemon(config: Config, deps: DaemonDeps): Promise<number> {
-  const { native, log, env } = deps;
-  const to = formatEndpoint(config.to);
-  const sendNotify = (state: Record<string, string | number>) => {
-    try {
-      notify(env, native, state);
-    } catch (err) {
-      log.warn({ code: errnoCode(err) }, `sd_notify failed: ${(err as Error).message}`);
-    }
-  };
+class Daemon {
+  private target!: Target;
+  private engine!: Engine;
+  private listeners: HostListener[] = [];
+  private endpoints: Endpoint[] = [];
+  private readonly notifier: Notifier;
+  private stopReason?: StopReason;
+  private wakeStop: () => void = () => undefined;
+  private watch?: { close(): void };
+  private following = false;
+  private skipDrain = false;  // a second signal: stop now
 
-  const target = openTarget(config.target, native, deps.closeFd);
-  try {
-    const passed = takePassedSockets(env, deps.pid, native, deps.closeFd);
-    if (passed.ignored) log.warn(passed.ignored);
-    const listeners = openListeners(config, passed.sockets, native, deps.closeFd);
-    const limits = native.raiseNofileLimit();
-
-    const engine = new native.Engine(
-      {
-        netnsFd: target.netnsFd,
-        threads: config.threads,
-        connectionsMax: config.connectionsMax,
-        pipeSize: PIPE_SIZE,
-        reportConnections: log.isLevelEnabled('debug'),
-      },
-      eventLogger(log, listeners, to),
-    );
-    for (const listener of listeners) engine.addListener(listener.fd, config.to.address, config.to.port);
-    try {
-      engine.start();
-    } catch (err) {
-      engine.stop();
-      throw enterFailure(target, err);
-    }
-
-    for (const listener of listeners) {
-      log.info({ address: listener.address, source: listener.source, fd: listener.fd, name: listener.name }, 'listening');
-    }
-    log.info({ target: target.description, to, connectionsMax: config.connectionsMax, threads: config.threads, nofile: limits.soft }, 'ready');
-    sendNotify({ READY: 1, STATUS: `forwarding ${listeners.map((l) => l.address).join(', ')} to ${to} in ${target.description}` });
-
-    const signal = await deps.stopSignal();
-    sendNotify({ STOPPING: 1, STATUS: `stopping on ${signal}` });
-    const stats = engine.stats();
-    engine.stop();
-    log.info({ signal, ...stats }, 'stopped');
-    return EXIT_OK;
-  } finally {
-    deps.closeFd(target.netnsFd);
+  constructor(
+    private readonly config: Config,
+    private readonly deps: DaemonDeps,
+  ) {
+    this.notifier = new Notifier(deps.env, deps.native, deps.log, deps.pid);
   }
+
+  private get log(): Logger {
+    return this.deps.log;
+  }
+
+  async run(): Promise<number> {
+    const { native, log } = this.deps;
+    this.target = await openTarget(this.config.target, this.deps);
+    try {
+      const passed = takePassedSockets(this.deps.env, this.deps.pid, native, this.deps.closeFd);
+      if (passed.ignored) log.warn(passed.ignored);
+      this.listeners = openListeners(this.config, passed.sockets, native, this.deps.closeFd);
+      const destinations = routeListeners(this.listeners, this.config.routes);
+      this.endpoints = destinations.map((destination) => resolveDestination(destination, this.target));
+      const limits = native.raiseNofileLimit();
+
+      this.engine = new native.Engine(
+        {
+          netnsFd: this.target.netnsFd,
+          threads: this.config.threads,
+          connectionsMax: this.config.connectionsMax,
+          pipeSize: PIPE_SIZE,
+          reportConnections: log.isLevelEnabled('debug'),
+          startPaused: true,
+        },
+        eventLogger(log, this.listeners, () => this.endpoints),
+      );
+      this.listeners.forEach((listener, i) => this.engine.addListener(listener.fd, this.endpoints[i]!.address, this.endpoints[i]!.port));
+      try {
+        this.engine.start();
+      } catch (err) {
+        this.engine.stop();
+        throw enterFailure(this.target, err);
+      }
+
+      this.deps.onStopSignal((signal) => this.requestStop({ kind: 'signal', signal }));
+      try {
+        await this.waitReady();
+      } catch (err) {
+        this.engine.stop();
+        throw err;
+      }
+      this.engine.setAccepting(true);
+      for (const listener of this.listeners) {
+        log.info({ address: listener.address, source: listener.source, fd: listener.fd, name: listener.name }, 'listening');
+      }
+      log.info({ target: this.target.description, pid: this.target.pid, to: this.describeEndpoints(), connectionsMax: this.config.connectionsMax, threads: this.config.threads, nofile: limits.soft }, 'ready');
+      this.notifier.status(this.forwardingPrefix(), { READY: 1 });
+      this.watchTarget();
+
+      const reason = await this.lifetime();
+      return await this.shutdown(reason);
+    } finally {
+      this.watch?.close();
+      this.notifier.close();
+      closeTarget(this.target, this.deps.closeFd);
+    }
+  }
+
+  private describeEndpoints(): string {
+    return [...new Set(this.endpoints.map(formatEndpoint))].join(', ');
+  }
+
+  private forwardingPrefix(): string {
+    return `forwarding ${this.listeners.map((l) => l.address).join(', ')} to ${this.describeEndpoints()} in ${this.target.description}`;
+  }
+
+  private requestStop(reason: StopReason): void {
+    if (this.stopReason?.kind === 'signal' && reason.kind === 'signal') {
+      this.log.info({ signal: reason.signal }, 'second signal: not waiting for open connections');
+      this.skipDrain = true;
+    }
+    this.stopReason ??= reason;
+    this.wakeStop();
+  }
+
+  /** Probes every distinct endpoint from inside the namespace until all accept. */
+  private async waitReady(): Promise<void> {
+    const unique = [...new Map(this.endpoints.map((e) => [formatEndpoint(e), e])).values()];
+    let lastReport = 0;
+    const result = await waitUntilReady(this.deps.native, this.target.netnsFd, unique, {
+      timeoutMs: this.config.readyTimeoutMs,
+      where: this.target.description,
+      cancelled: () => this.stopReason !== undefined,
+      onProgress: (progress) => {
+        if (Date.now() - lastReport < 1000) return;
+        lastReport = Date.now();
+        this.log.info({ to: progress.endpoint, attempt: progress.attempt, elapsedMs: progress.elapsedMs, lastError: progress.lastError }, 'waiting for target');
+        this.notifier.status(`waiting for ${progress.endpoint} in ${this.target.description} (attempt ${progress.attempt}, ${formatDuration(progress.elapsedMs)})`);
+      },
+    });
+    this.log.info({ to: this.describeEndpoints(), attempts: result.attempts, elapsedMs: result.elapsedMs }, 'target ready');
+  }
+
+  private watchTarget(): void {
+    if (this.target.pidfd === undefined) return;
+    this.watch = new this.deps.native.FdWatch(this.target.pidfd, () => void this.onTargetExit());
+  }
+
+  private async onTargetExit(): Promise<void> {
+    const pid = this.target.pid;
+    this.watch?.close();
+    this.watch = undefined;
+    if (this.stopReason) return;
+    if (this.config.target.kind !== 'container') {
+      this.log.error({ pid }, 'target exited');
+      this.requestStop({ kind: 'fatal', error: new NsproxyError('NSPROXY_ERR_TARGET_EXITED', `target ${this.target.description} exited; nsproxy ends with it (use --container to follow a container across restarts)`) });
+      return;
+    }
+    this.log.warn({ pid }, 'target exited');
+    try {
+      await this.follow();
+    } catch (err) {
+      if (this.stopReason) return;
+      const error = err instanceof NsproxyError ? err : new NsproxyError('NSPROXY_ERR_INTERNAL', (err as Error).message, { cause: err });
+      this.log.error({ code: error.code }, error.message);
+      this.requestStop({ kind: 'fatal', error });
+    }
+  }
+
+  /** The container restarted: pause, find its new process and namespace, wait for it, resume. */
+  private async follow(): Promise<void> {
+    const exitedAt = Date.now();
+    this.following = true;
+    this.engine.setAccepting(false);
+    this.notifier.status(`${this.target.description} exited; waiting for it to come back`, { RELOADING: 1 });
+    const destinations = routeListeners(this.listeners, this.config.routes);
+    let next: Target | undefined;
+    let endpoints: Endpoint[] = [];
+    while (!next) {
+      try {
+        const candidate = await openTarget(this.config.target, this.deps);
+        try {
+          endpoints = destinations.map((destination) => resolveDestination(destination, candidate));
+        } catch (err) {
+          closeTarget(candidate, this.deps.closeFd);
+          throw err;
+        }
+        next = candidate;
+      } catch (err) {
+        if (this.stopReason) return;
+        if (!isTransient(err) || Date.now() - exitedAt >= this.config.readyTimeoutMs) throw err;
+        await sleep(RETRY_RESOLVE_MS);
+      }
+    }
+    try {
+      this.engine.enterNetns(next.netnsFd);
+    } catch (err) {
+      closeTarget(next, this.deps.closeFd);
+      throw enterFailure(next, err);
+    }
+    closeTarget(this.target, this.deps.closeFd);
+    this.target = next;
+    this.endpoints = endpoints;
+    endpoints.forEach((endpoint, i) => this.engine.setTarget(i, endpoint.address, endpoint.port));
+    this.watchTarget();
+    await this.waitReady();
+    if (this.stopReason) return;
+    this.engine.setAccepting(true);
+    this.following = false;
+    this.log.info({ pid: this.target.pid, downtimeMs: Date.now() - exitedAt }, 'target restarted');
+    this.notifier.status(this.forwardingPrefix(), { READY: 1 });
+  }
+
+  /** Ticks once a second (faster for short idle times) until something asks to stop. */
+  private async lifetime(): Promise<StopReason> {
+    const idleMs = this.config.exitIdleTimeMs;
+    const tickMs = idleMs === undefined ? 1000 : Math.max(100, Math.min(1000, idleMs / 4));
+    let lastBusy = Date.now();
+    let lastTotal = 0;
+    const stopped = new Promise<void>((resolve) => (this.wakeStop = resolve));
+    const ticker = setInterval(() => {
+      const stats = this.engine.stats();
+      if (stats.active > 0 || stats.total !== lastTotal || this.following) lastBusy = Date.now();
+      lastTotal = stats.total;
+      if (!this.following) this.notifier.status(statusLine(this.forwardingPrefix(), stats));
+      if (idleMs !== undefined && Date.now() - lastBusy >= idleMs) this.requestStop({ kind: 'idle', idleMs: Date.now() - lastBusy });
+    }, tickMs);
+    if (this.stopReason === undefined) await stopped;
+    clearInterval(ticker);
+    return this.stopReason as StopReason;
+  }
+
+  private async shutdown(reason: StopReason): Promise<number> {
+    this.notifier.send({ STOPPING: 1, STATUS: reason.kind === 'signal' ? `stopping on ${reason.signal}` : reason.kind === 'idle' ? 'idle, exiting' : reason.error.message });
+    this.engine.setAccepting(false);
+    if (reason.kind === 'idle') this.log.info({ idleMs: reason.idleMs }, 'idle, exiting');
+    if (reason.kind === 'signal') {
+      const deadline = Date.now() + this.config.drainTimeoutMs;
+      if (this.engine.stats().active > 0 && this.config.drainTimeoutMs > 0) {
+        this.log.info({ active: this.engine.stats().active, drainTimeoutMs: this.config.drainTimeoutMs }, 'draining');
+      }
+      while (this.engine.stats().active > 0 && Date.now() < deadline && !this.skipDrain) await sleep(DRAIN_POLL_MS);
+    }
+    const stats = this.engine.stats();
+    this.engine.stop();
+    this.log.info({ reason: reason.kind, signal: reason.kind === 'signal' ? reason.signal : undefined, ...stats }, 'stopped');
+    if (reason.kind === 'fatal') throw reason.error;
+    return EXIT_OK;
+  }
+}
+
+export function runDaemon(config: Config, deps: DaemonDeps): Promise<number> {
+  return new Daemon(config, deps).run();
 }

@@ -47,6 +47,8 @@ export interface EngineOptions {
   pipeSize: number;
   /** report 'opened'/'closed' for every connection (failures are always reported) */
   reportConnections: boolean;
+  /** start without accepting (setAccepting(true) later, once the target is ready) */
+  startPaused: boolean;
 }
 
 export interface EngineStats {
@@ -68,6 +70,12 @@ export interface Engine {
    * afterwards nothing of the engine keeps the event loop alive. */
   stop(): void;
   stats(): EngineStats;
+  /** Accept or not; clients wait in the kernel backlog meanwhile. Open connections go on. */
+  setAccepting(accepting: boolean): void;
+  /** Moves the workers into another namespace (the target restarted). Call while not accepting. */
+  enterNetns(netnsFd: number): void;
+  /** Where listener `index` forwards to from now on. Call while not accepting. */
+  setTarget(index: number, address: string, port: number): void;
 }
 
 export interface Native {
@@ -75,6 +83,12 @@ export interface Native {
   openNamespace(path: string): number;
   /** ioctl(NS_GET_NSTYPE): a CLONE_NEW* constant, or 0 when fd is not a namespace */
   namespaceType(fd: number): number;
+  /** Connects to address:port from inside the namespace (on a thread of its own) and closes:
+   * resolves null when the target accepted, else why not ({code: 'ECONNREFUSED', ...}). */
+  probeTcp(netnsFd: number, address: string, port: number, timeoutMs: number): Promise<null | { code: string; errno: number; syscall: string }>;
+  /** Calls onReadable once when fd becomes readable (a pidfd: its process exited). Does not keep
+   * the event loop alive; close() cancels. */
+  FdWatch: new (fd: number, onReadable: () => void) => { close(): void };
   /** pidfd_open(pid): holds a process without a PID-reuse race */
   pidfdOpen(pid: number): number;
   /** inode number of fd, as a decimal string (systemd's $LISTEN_PIDFDID is a pidfd's inode) */

@@ -1,44 +1,112 @@
-// target.ts — from --pid / --netns to an open namespace fd. The fd is opened once and kept: it
-// pins the namespace, and nothing resolves the path again later (no TOCTOU).
+// target.ts — from --pid / --netns / --container to an open namespace fd. The fd is opened once
+// and kept: it pins the namespace, and nothing resolves the path again later (no TOCTOU). A
+// process target is also held by a pidfd, which becomes readable when the process exits.
 import { describeTarget, type TargetSpec } from './config';
 import { errnoCode, NsproxyError } from './errors';
 import type { Native } from './native';
+import { containerRuntime, type ContainerState } from './runtimes';
 
 export interface Target {
   /** open fd of the target network namespace */
   netnsFd: number;
-  /** "pid 4242", "netns blue" */
+  /** pidfd of the process whose namespace it is (not for --netns) */
+  pidfd?: number;
+  pid?: number;
+  /** "pid 4242", "netns blue", "container test-postgresql" */
   description: string;
-  /** the file the fd was opened from */
-  path: string;
+  /** the runtime's view, for --container (addresses on networks) */
+  container?: ContainerState;
+}
+
+export interface TargetDeps {
+  native: Native;
+  env: NodeJS.ProcessEnv;
+  closeFd: (fd: number) => void;
 }
 
 function openFailure(spec: TargetSpec, path: string, err: unknown): NsproxyError {
   const code = errnoCode(err);
-  if (spec.kind === 'pid' && code === 'ENOENT') {
+  if (spec.kind === 'pid' && (code === 'ENOENT' || code === 'ESRCH')) {
     return new NsproxyError('NSPROXY_ERR_TARGET_NOT_FOUND', `--pid ${spec.pid}: no such process (or it has exited); check the PID, e.g. podman inspect -f '{{.State.Pid}}' NAME`, { cause: err });
   }
-  if (code === 'ENOENT') {
-    const hint = path.startsWith('/run/netns/') ? `create it with ip netns add ${spec.kind === 'netns' ? spec.name : ''}, or give a path` : 'check the path';
+  if (code === 'ENOENT' && spec.kind === 'netns') {
+    const hint = path.startsWith('/run/netns/') ? `create it with ip netns add ${spec.name}, or give a path` : 'check the path';
     return new NsproxyError('NSPROXY_ERR_TARGET_NOT_FOUND', `--netns: ${path} does not exist; ${hint}`, { cause: err });
   }
   if (code === 'EACCES' || code === 'EPERM') {
     return new NsproxyError('NSPROXY_ERR_TARGET_ACCESS', `cannot open ${path} (${code}); run nsproxy as root or as the user who owns the target`, { cause: err });
   }
-  return new NsproxyError('NSPROXY_ERR_TARGET_ACCESS', `cannot open ${path}: ${(err as Error).message}`, { cause: err });
+  return new NsproxyError('NSPROXY_ERR_TARGET_ACCESS', `cannot open ${path}: ${(err as Error).message}; check that the target exists`, { cause: err });
 }
 
-export function openTarget(spec: TargetSpec, native: Native, closeFd: (fd: number) => void): Target {
-  const path = spec.kind === 'pid' ? `/proc/${spec.pid}/ns/net` : spec.path;
+function openNetns(spec: TargetSpec, path: string, deps: TargetDeps): number {
   let fd: number;
   try {
-    fd = native.openNamespace(path);
+    fd = deps.native.openNamespace(path);
   } catch (err) {
     throw openFailure(spec, path, err);
   }
-  if (native.namespaceType(fd) !== native.constants.CLONE_NEWNET) {
-    closeFd(fd);
+  if (deps.native.namespaceType(fd) !== deps.native.constants.CLONE_NEWNET) {
+    deps.closeFd(fd);
     throw new NsproxyError('NSPROXY_ERR_NOT_A_NETNS', `--netns: ${path} is not a network namespace; give /run/netns/NAME (from ip netns add) or /proc/PID/ns/net`);
   }
-  return { netnsFd: fd, description: describeTarget(spec), path };
+  return fd;
+}
+
+/** Holds `pid` by pidfd and opens its netns; the pidfd is taken first so the PID cannot be reused in between. */
+function openProcess(spec: TargetSpec, pid: number, deps: TargetDeps): { pidfd: number; netnsFd: number } {
+  let pidfd: number;
+  try {
+    pidfd = deps.native.pidfdOpen(pid);
+  } catch (err) {
+    throw openFailure(spec, `/proc/${pid}`, err);
+  }
+  try {
+    return { pidfd, netnsFd: openNetns(spec, `/proc/${pid}/ns/net`, deps) };
+  } catch (err) {
+    deps.closeFd(pidfd);
+    throw err;
+  }
+}
+
+async function openContainer(spec: Extract<TargetSpec, { kind: 'container' }>, deps: TargetDeps): Promise<Target> {
+  const runtime = containerRuntime(spec.runtime, deps.env, spec.runcRoot);
+  for (let attempt = 0; ; attempt++) {
+    const state = await runtime.inspect(spec.name);
+    if (!state.running || state.pid <= 0) {
+      throw new NsproxyError('NSPROXY_ERR_CONTAINER_NOT_RUNNING', `container ${spec.name} is not running (${state.status}); start it (e.g. ${runtime.name} start ${spec.name}, or its systemd unit)`);
+    }
+    const held = openProcess(spec, state.pid, deps);
+    // PID reuse: the process we hold must still be the container's after we took the pidfd.
+    const again = await runtime.inspect(spec.name).catch(() => undefined);
+    if (again?.running && again.pid === state.pid && again.id === state.id) {
+      return { ...held, pid: state.pid, description: describeTarget(spec), container: again };
+    }
+    deps.closeFd(held.pidfd);
+    deps.closeFd(held.netnsFd);
+    if (attempt >= 2) {
+      throw new NsproxyError('NSPROXY_ERR_CONTAINER_NOT_RUNNING', `container ${spec.name} keeps changing its process; check that it is not restarting in a loop`);
+    }
+  }
+}
+
+export async function openTarget(spec: TargetSpec, deps: TargetDeps): Promise<Target> {
+  switch (spec.kind) {
+    case 'netns':
+      return { netnsFd: openNetns(spec, spec.path, deps), description: describeTarget(spec) };
+    case 'pid':
+      return { ...openProcess(spec, spec.pid, deps), pid: spec.pid, description: describeTarget(spec) };
+    case 'container':
+      return openContainer(spec, deps);
+  }
+}
+
+export function closeTarget(target: Target, closeFd: (fd: number) => void): void {
+  closeFd(target.netnsFd);
+  if (target.pidfd !== undefined) closeFd(target.pidfd);
+}
+
+/** Errors worth retrying while a container restarts: it is gone or not running for a moment. */
+export function isTransient(err: unknown): boolean {
+  return err instanceof NsproxyError && ['NSPROXY_ERR_CONTAINER_NOT_FOUND', 'NSPROXY_ERR_CONTAINER_NOT_RUNNING', 'NSPROXY_ERR_TARGET_NOT_FOUND', 'NSPROXY_ERR_NO_ADDRESS'].includes(err.code);
 }

@@ -75,5 +75,7 @@ t.test('--connections-max 2: the third client waits in the backlog, then gets th
   first.end();
   t.equal(await receive(third, 5), 'three', 'third client forwarded once a slot freed');
   t.equal(await acceptQueue(port), 0, 'accept queue empty');
+  second.destroy();
+  third.destroy();
   await assertCleanStop(t, px);
 });

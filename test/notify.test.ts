@@ -9,30 +9,8 @@ import t from 'tap';
 import { assertCleanStop, requireProduct } from './helpers/checks';
 import { makeNetns, startServerInNetns } from './helpers/namespaces';
 import { startNsproxy } from './helpers/nsproxy';
-import type { TestLike } from './helpers/env';
-import { Proc, waitForStdoutLine } from './helpers/procs';
-
-// Prints every datagram it receives as one JSON line; binds first, then says "bound".
-const RECEIVER = `
-import json, socket, sys
-addr = sys.argv[1]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind("\\0" + addr[1:] if addr.startswith("@") else addr)
-print("bound", flush=True)
-while True:
-    print(json.dumps(s.recv(4096).decode()), flush=True)
-`;
-
-async function notifyReceiver(t: TestLike, address: string): Promise<Proc> {
-  const receiver = new Proc('notify receiver', 'python3', ['-c', RECEIVER, address]);
-  t.teardown(() => receiver.stop('SIGKILL', 5000));
-  await waitForStdoutLine(receiver, (l) => l === 'bound', 10000, 'the receiver to bind');
-  return receiver;
-}
-
-function datagrams(receiver: Proc): string[] {
-  return receiver.stdout.lines.filter((l) => l.startsWith('"')).map((l) => JSON.parse(l) as string);
-}
+import { datagrams, notifyReceiver } from './helpers/notify';
+import { waitForStdoutLine } from './helpers/procs';
 
 for (const kind of ['path', 'abstract'] as const) {
   t.test(`READY=1 and STOPPING=1 reach a ${kind} NOTIFY_SOCKET`, async (t) => {

@@ -221,11 +221,18 @@ export interface PingPongResult {
   final: StreamResult;
 }
 
+export interface PingPongOpts {
+  /** wait this long before each message after the first (a connection that stays open a while) */
+  gapMs?: number;
+  /** after the last echo, do not half-close: wait for the other side to end the connection */
+  holdOpen?: boolean;
+}
+
 /**
  * Interactive echo: send each message and wait for exactly its echo before the
  * next (proves forwarding without any half-close), then half-close and read to EOF.
  */
-export function echoPingPong(port: number, host: string, messages: string[], preamble = '', timeoutMs = 30000): Promise<PingPongResult> {
+export function echoPingPong(port: number, host: string, messages: string[], preamble = '', timeoutMs = 30000, opts: PingPongOpts = {}): Promise<PingPongResult> {
   return new Promise((resolve) => {
     const replies: string[] = [];
     let buf = Buffer.alloc(0);
@@ -240,8 +247,13 @@ export function echoPingPong(port: number, host: string, messages: string[], pre
       sock.destroy();
     }, timeoutMs);
     const sendNext = (): void => {
-      if (i < messages.length) sock.write(messages[i]);
-      else sock.end();
+      if (i < messages.length) {
+        const message = messages[i];
+        if (i > 0 && opts.gapMs) setTimeout(() => sock.write(message), opts.gapMs);
+        else sock.write(message);
+      } else if (!opts.holdOpen) {
+        sock.end();
+      }
     };
     sock.on('connect', () => {
       if (preamble) sock.write(preamble);

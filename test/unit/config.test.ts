@@ -5,6 +5,10 @@ import { buildConfig } from '../../src/config';
 t.test('a minimal --pid config gets the documented defaults', async (t) => {
   const config = buildConfig({ pid: '4242', to: '127.0.0.1:5432' });
   t.same(config.target, { kind: 'pid', pid: 4242 });
+  t.same(config.routes, [{ name: undefined, destination: { kind: 'address', endpoint: { address: '127.0.0.1', port: 5432, family: 4 } } }]);
+  t.equal(config.readyTimeoutMs, 60_000);
+  t.equal(config.exitIdleTimeMs, undefined);
+  t.equal(config.drainTimeoutMs, 10_000);
   t.same(config.listen, []);
   t.same(config.defaultListen, { address: '127.0.0.1', port: 5432, family: 4 });
   t.equal(config.connectionsMax, 4096);
@@ -27,9 +31,38 @@ t.test('--debug implies log level debug unless --log-level says otherwise', asyn
   t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', debug: true, logLevel: 'warn' }).logLevel, 'warn');
 });
 
+t.test('--container with its runtime, and the --to forms', async (t) => {
+  const config = buildConfig({ container: 'test-postgresql', to: ['127.0.0.1:5432', 'web=@podman:80', 'admin=[::1]:81'], runtime: 'runc', runcRoot: '/run/x' });
+  t.same(config.target, { kind: 'container', name: 'test-postgresql', runtime: 'runc', runcRoot: '/run/x' });
+  t.same(config.routes, [
+    { name: undefined, destination: { kind: 'address', endpoint: { address: '127.0.0.1', port: 5432, family: 4 } } },
+    { name: 'web', destination: { kind: 'network', network: 'podman', port: 80 } },
+    { name: 'admin', destination: { kind: 'address', endpoint: { address: '::1', port: 81, family: 6 } } },
+  ]);
+  t.same(config.defaultListen, { address: '127.0.0.1', port: 5432, family: 4 }, 'default listener from the unnamed --to');
+  t.same(buildConfig({ container: 'c', to: '@podman:8080' }).defaultListen, { address: '127.0.0.1', port: 8080, family: 4 });
+  t.throws(() => buildConfig({ container: 'c', to: 'web=@podman:0' }), { code: 'NSPROXY_ERR_INVALID_ADDRESS', exitCode: 2, message: "--to 'web=@podman:0': port 0 is out of range" });
+});
+
+t.test('durations are systemd time spans', async (t) => {
+  const config = buildConfig({ pid: '1', to: '127.0.0.1:1', readyTimeout: '1m30s', exitIdleTime: '500ms', drainTimeout: '2' });
+  t.equal(config.readyTimeoutMs, 90_000);
+  t.equal(config.exitIdleTimeMs, 500);
+  t.equal(config.drainTimeoutMs, 2000);
+  t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', exitIdleTime: 'infinity' }).exitIdleTimeMs, undefined);
+});
+
 t.test('bad combinations and values are usage errors', async (t) => {
   const cases: [Parameters<typeof buildConfig>[0], RegExp][] = [
-    [{ to: '127.0.0.1:1' }, /no target namespace; give --pid PID or --netns/],
+    [{ to: '127.0.0.1:1' }, /no target namespace; give --container NAME, --pid PID or --netns/],
+    [{ container: 'c', pid: '1', to: '127.0.0.1:1' }, /--pid and --container both given; name the target namespace once/],
+    [{ container: 'c', runtime: 'docker', to: '127.0.0.1:1' }, /--runtime 'docker': not supported; use one of podman, runc/],
+    [{ pid: '1', runtime: 'runc', to: '127.0.0.1:1' }, /--runtime applies to --container only/],
+    [{ pid: '1', to: '@podman:80' }, /addresses on a network need --container/],
+    [{ container: 'c', to: ['127.0.0.1:1', '127.0.0.1:2'] }, /--to given more than once without NAME=; name the sockets/],
+    [{ container: 'c', to: ['a=127.0.0.1:1', 'a=127.0.0.1:2'] }, /--to a= given twice/],
+    [{ pid: '1', to: '127.0.0.1:1', readyTimeout: 'soon' }, /--ready-timeout 'soon': not a time span; write e.g. 90s/],
+    [{ pid: '1', to: '127.0.0.1:1', drainTimeout: '5 parsecs' }, /--drain-timeout '5 parsecs': not a time span/],
     [{ pid: 'x', to: '127.0.0.1:1' }, /--pid 'x': not a process ID/],
     [{ pid: '0', to: '127.0.0.1:1' }, /--pid '0': not a process ID/],
     [{ pid: '1', netns: 'blue', to: '127.0.0.1:1' }, /--pid and --netns both given/],

@@ -15,6 +15,10 @@ export function fakeNative(sockets: Record<number, Partial<SocketDescription> | 
     },
     raiseNofileLimit: () => ({ soft: 1024, hard: 1024 }),
     sdNotify: () => undefined,
+    probeTcp: async () => null,
+    FdWatch: class {
+      close() {}
+    },
     Engine: class {} as unknown as Native['Engine'],
     constants: { CLONE_NEWNET: 0x40000000, SOCK_STREAM: 1, AF_INET: 2, AF_INET6: 10, AF_UNIX: 1 },
   };

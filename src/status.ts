@@ -1,0 +1,17 @@
+// status.ts — the STATUS= line systemctl status shows, from the engine's counters.
+import type { EngineStats } from './native';
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+export function statusLine(prefix: string, stats: EngineStats): string {
+  return `${prefix}; ${stats.active} active, ${stats.total} total, ${formatBytes(stats.bytesIn)} in, ${formatBytes(stats.bytesOut)} out`;
+}
