@@ -10,9 +10,11 @@
         "native/errors.cc",
         "native/netns.cc",
         "native/notify.cc",
+        "native/ns_helper.cc",
         "native/pipe_pool.cc",
         "native/probe.cc",
         "native/sockets.cc",
+        "native/upstream.cc",
         "native/worker.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

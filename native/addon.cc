@@ -50,6 +50,20 @@ Napi::Value NamespaceTypeJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), type);
 }
 
+Napi::Value OwningUsernsJs(const Napi::CallbackInfo& info) {
+  SysError error;
+  int fd = OwningUserns(IntArg(info, 0, "fd"), &error);
+  if (fd < 0) throw ErrnoError(info.Env(), error);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value UsernsOwnerUidJs(const Napi::CallbackInfo& info) {
+  SysError error;
+  uid_t uid = 0;
+  if (!UsernsOwnerUid(IntArg(info, 0, "usernsFd"), &uid, &error)) throw ErrnoError(info.Env(), error);
+  return Napi::Number::New(info.Env(), uid);
+}
+
 Napi::Value PidfdOpenJs(const Napi::CallbackInfo& info) {
   SysError error;
   int fd = PidfdOpen(IntArg(info, 0, "pid"), &error);
@@ -198,6 +212,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Object options = info[0].As<Napi::Object>();
     EngineOptions engine_options;
     engine_options.netns_fd = options.Get("netnsFd").As<Napi::Number>().Int32Value();
+    engine_options.userns_fd = options.Get("usernsFd").As<Napi::Number>().Int32Value();
     engine_options.threads = options.Get("threads").As<Napi::Number>().Int32Value();
     engine_options.connections_max = options.Get("connectionsMax").As<Napi::Number>().Int32Value();
     engine_options.pipe_size = options.Get("pipeSize").As<Napi::Number>().Uint32Value();
@@ -250,7 +265,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   Napi::Value EnterNetns(const Napi::CallbackInfo& info) {
     SysError error;
-    if (!Running(info).EnterNetns(IntArg(info, 0, "netnsFd"), &error)) throw ErrnoError(info.Env(), error);
+    if (!Running(info).EnterNetns(IntArg(info, 0, "netnsFd"), IntArg(info, 1, "usernsFd"), &error)) {
+      throw ErrnoError(info.Env(), error);
+    }
     return info.Env().Undefined();
   }
 
@@ -289,6 +306,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
   exports.Set("openNamespace", Napi::Function::New(env, OpenNamespaceJs));
   exports.Set("namespaceType", Napi::Function::New(env, NamespaceTypeJs));
+  exports.Set("owningUserns", Napi::Function::New(env, OwningUsernsJs));
+  exports.Set("usernsOwnerUid", Napi::Function::New(env, UsernsOwnerUidJs));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpenJs));
   exports.Set("fdInode", Napi::Function::New(env, FdInodeJs));
   exports.Set("listenTcp", Napi::Function::New(env, ListenTcpJs));

@@ -18,7 +18,8 @@ namespace {
 
 struct ProbeTask {
   Napi::Promise::Deferred deferred;
-  UniqueFd netns;  // our own duplicate: JS may close its fd while the probe runs
+  UniqueFd netns;   // our own duplicates: JS may close its fds while the probe runs
+  UniqueFd userns;  // invalid: enter the netns directly
   Endpoint target;
   int timeout_ms = 0;
   int err = 0;
@@ -44,25 +45,28 @@ void SettleProbe(Napi::Env env, Napi::Function, void*, ProbeTask* task) {
 
 Napi::Value ProbeTcpJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsNumber() || !info[3].IsNumber()) {
-    throw Napi::TypeError::New(env, "probeTcp(netnsFd, address, port, timeoutMs)");
+  if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsNumber() ||
+      !info[4].IsNumber()) {
+    throw Napi::TypeError::New(env, "probeTcp(netnsFd, usernsFd, address, port, timeoutMs)");
   }
   auto* task = new ProbeTask{Napi::Promise::Deferred::New(env)};
-  if (!ParseEndpoint(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Int32Value(), &task->target)) {
+  if (!ParseEndpoint(info[2].As<Napi::String>().Utf8Value(), info[3].As<Napi::Number>().Int32Value(), &task->target)) {
     delete task;
     throw Napi::RangeError::New(env, "probeTcp: not a numeric address and port");
   }
+  int userns_fd = info[1].As<Napi::Number>().Int32Value();
   task->netns.reset(fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0));
-  if (!task->netns.valid()) {
+  if (userns_fd >= 0) task->userns.reset(fcntl(userns_fd, F_DUPFD_CLOEXEC, 0));
+  if (!task->netns.valid() || (userns_fd >= 0 && !task->userns.valid())) {
     int err = errno;
     delete task;
     throw ErrnoError(env, err, "fcntl");
   }
-  task->timeout_ms = info[3].As<Napi::Number>().Int32Value();
+  task->timeout_ms = info[4].As<Napi::Number>().Int32Value();
   Napi::Promise promise = task->deferred.Promise();
   auto done = Napi::TypedThreadSafeFunction<void, ProbeTask, SettleProbe>::New(env, "nsproxy-probe", 0, 1);
   std::thread([task, done]() mutable {
-    task->err = ProbeTcp(task->netns.get(), task->target, task->timeout_ms, &task->syscall);
+    task->err = ProbeTcp(task->netns.get(), task->userns.get(), task->target, task->timeout_ms, &task->syscall);
     if (done.BlockingCall(task) != napi_ok) delete task;
     done.Release();
   }).detach();

@@ -6,7 +6,7 @@
 
 namespace nsproxy {
 
-// probeTcp(netnsFd, address, port, timeoutMs): Promise<null | {code, errno, syscall}>
+// probeTcp(netnsFd, usernsFd, address, port, timeoutMs): Promise<null | {code, errno, syscall}>
 Napi::Value ProbeTcpJs(const Napi::CallbackInfo& info);
 
 // new FdWatch(fd, onReadable): calls onReadable() once when fd becomes readable (a pidfd does

@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 
-#include "netns.h"
 #include "worker.h"
 
 namespace nsproxy {
@@ -57,11 +56,12 @@ bool Engine::SetAccepting(bool accepting, SysError* error) {
   return true;
 }
 
-bool Engine::EnterNetns(int netns_fd, SysError* error) {
+bool Engine::EnterNetns(int netns_fd, int userns_fd, SysError* error) {
   for (auto& worker : workers_) {
-    *error = worker->Execute([netns_fd] {
+    Worker* w = worker.get();
+    *error = w->Execute([w, netns_fd, userns_fd] {
       SysError result;
-      nsproxy::EnterNetns(netns_fd, &result);
+      w->EnterNetns(netns_fd, userns_fd, &result);
       return result;
     });
     if (*error) return false;

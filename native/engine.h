@@ -8,7 +8,8 @@
 // its own epoll set. A worker first calls setns(CLONE_NEWNET) on the target namespace: the switch
 // affects that thread only, so every socket() it makes is born inside the target netns and stays
 // there for life, while accept(), connect(), splice() and close() work on any socket whatever the
-// thread's namespace. Listening sockets were made in the host namespace (by systemd, or by the
+// thread's namespace. Without the privilege to do so (a rootless target), each worker instead
+// gets its sockets from a helper process that could enter (upstream.h, ns_helper.h). Listening sockets were made in the host namespace (by systemd, or by the
 // main thread) and are simply shared: each worker watches every listener (EPOLLEXCLUSIVE when
 // there are several workers, so one wakes per connection). All signals are blocked in workers.
 //
@@ -52,6 +53,8 @@ namespace nsproxy {
 
 struct EngineOptions {
   int netns_fd = -1;          // namespace in which upstream sockets are created (not owned)
+  int userns_fd = -1;         // its owning user namespace, to go through a helper process
+                              // (rootless); -1: workers setns() themselves (not owned)
   int threads = 1;
   int connections_max = 4096;
   size_t pipe_size = 256 * 1024;
@@ -117,7 +120,8 @@ class Engine {
 
   // Moves every worker into another network namespace (after the target restarted): new
   // connections are made there, open ones stay where they were born. Call while not accepting.
-  bool EnterNetns(int netns_fd, SysError* error);
+  // `userns_fd` as in EngineOptions.
+  bool EnterNetns(int netns_fd, int userns_fd, SysError* error);
 
   // Changes where a listener's connections go. Only while not accepting: the workers read
   // targets only when they accept, and SetAccepting() orders these writes before their reads.

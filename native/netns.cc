@@ -24,6 +24,19 @@ int NamespaceType(int fd, SysError* error) {
   return error->Set("ioctl");
 }
 
+int OwningUserns(int fd, SysError* error) {
+  int userns = ioctl(fd, NS_GET_USERNS);
+  if (userns < 0) return error->Set("ioctl");
+  fcntl(userns, F_SETFD, FD_CLOEXEC);
+  return userns;
+}
+
+bool UsernsOwnerUid(int userns_fd, uid_t* uid, SysError* error) {
+  if (ioctl(userns_fd, NS_GET_OWNER_UID, uid) == 0) return true;
+  error->Set("ioctl");
+  return false;
+}
+
 bool EnterNetns(int fd, SysError* error) {
   if (setns(fd, CLONE_NEWNET) == 0) return true;
   error->Set("setns");

@@ -19,6 +19,12 @@ int OpenNamespace(const char* path, SysError* error);
 // The CLONE_NEW* type of a namespace fd (ioctl NS_GET_NSTYPE), 0 if the fd is not a namespace.
 int NamespaceType(int fd, SysError* error);
 
+// The user namespace that owns namespace `fd` (ioctl NS_GET_USERNS): a new fd.
+int OwningUserns(int fd, SysError* error);
+
+// The uid that created user namespace `userns_fd` (ioctl NS_GET_OWNER_UID).
+bool UsernsOwnerUid(int userns_fd, uid_t* uid, SysError* error);
+
 // setns(fd, CLONE_NEWNET) for the calling thread only.
 bool EnterNetns(int fd, SysError* error);
 

@@ -5,20 +5,18 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include "netns.h"
+#include "ns_helper.h"
 #include "unique_fd.h"
 
 namespace nsproxy {
 
-int ProbeTcp(int netns_fd, const Endpoint& target, int timeout_ms, const char** syscall) {
+int ProbeTcp(int netns_fd, int userns_fd, const Endpoint& target, int timeout_ms, const char** syscall) {
   SysError error;
-  if (!EnterNetns(netns_fd, &error)) {
+  UniqueFd fd(SocketInNetns(netns_fd, userns_fd, target.family(), &error));
+  if (!fd.valid()) {
     *syscall = error.syscall;
     return error.err;
   }
-  UniqueFd fd(socket(target.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
-  *syscall = "socket";
-  if (!fd.valid()) return errno;
   *syscall = "connect";
   if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&target.addr), target.len) == 0) return 0;
   if (errno != EINPROGRESS) return errno;

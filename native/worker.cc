@@ -19,7 +19,7 @@ namespace nsproxy {
 namespace {
 
 // epoll_event.data carries a pointer with the kind of object in its low bits (all are 8-aligned).
-enum Tag : uintptr_t { kClient = 0, kUpstream = 1, kListener = 2, kWake = 3, kTagMask = 3 };
+enum Tag : uintptr_t { kClient = 0, kUpstream = 1, kListener = 2, kWake = 3, kHelper = 4, kTagMask = 7 };
 
 uint64_t Pack(void* ptr, Tag tag) { return reinterpret_cast<uintptr_t>(ptr) | tag; }
 
@@ -69,9 +69,6 @@ bool Worker::Setup(SysError* error) {
   std::string name = "nsproxy-eng" + std::to_string(index_);
   prctl(PR_SET_NAME, name.c_str());
 
-  // From here on, every socket() this thread makes is born in the target namespace.
-  if (!EnterNetns(engine_->options_.netns_fd, error)) return false;
-
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_.valid()) {
     error->Set("epoll_create1");
@@ -89,6 +86,8 @@ bool Worker::Setup(SysError* error) {
     error->Set("epoll_ctl");
     return false;
   }
+  // From here on, every upstream socket is born in the target namespace.
+  if (!EnterNetns(engine_->options_.netns_fd, engine_->options_.userns_fd, error)) return false;
   accepting_ = !engine_->options_.start_paused;
   UpdateListenerWatch();
   return true;
@@ -133,6 +132,24 @@ void Worker::RunCommands() {
     commands.swap(commands_);
   }
   for (Command& command : commands) command.done.set_value(command.run());
+}
+
+bool Worker::EnterNetns(int netns_fd, int userns_fd, SysError* error) {
+  bool ok = upstream_.Enter(netns_fd, userns_fd, error);
+  if (ok) {
+    for (auto& listener : engine_->listeners_) upstream_.Prefill(listener->target.family());
+  }
+  WatchHelper();
+  return ok;
+}
+
+// A new helper brings a new channel: put it in the epoll set (a closed one left it by itself).
+void Worker::WatchHelper() {
+  if (upstream_.channel() < 0 || watched_helper_ == upstream_.generation()) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = Pack(&upstream_, kHelper);
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, upstream_.channel(), &ev) == 0) watched_helper_ = upstream_.generation();
 }
 
 void Worker::SetAccepting(bool accepting) {
@@ -188,6 +205,11 @@ void Worker::Loop() {
           break;
         case kListener:
           OnListenerReady(static_cast<Listener*>(ptr));
+          break;
+        case kHelper:
+          upstream_.OnReadable();
+          break;
+        default:
           break;
         case kClient:
         case kUpstream: {
@@ -252,9 +274,8 @@ void Worker::StartConnection(Listener* listener, UniqueFd client, const sockaddr
   uint64_t id = engine_->next_id_.fetch_add(1, std::memory_order_relaxed);
   const Endpoint& target = listener->target;
   SysError error;
-  // This thread is inside the target netns, so this socket is too.
-  UniqueFd upstream(socket(target.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
-  if (!upstream.valid()) error.Set("socket");
+  UniqueFd upstream(upstream_.Take(target.family(), &error));  // born in the target netns
+  WatchHelper();
   if (!error) {
     int one = 1;
     setsockopt(upstream.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

@@ -16,6 +16,7 @@
 #include "pipe_pool.h"
 #include "syserror.h"
 #include "unique_fd.h"
+#include "upstream.h"
 
 namespace nsproxy {
 
@@ -35,6 +36,8 @@ class Worker {
 
   // On the worker thread only (from Execute): accept or not, whatever the other reasons say.
   void SetAccepting(bool accepting);
+  // On the worker thread only: make upstream sockets in another namespace from now on.
+  bool EnterNetns(int netns_fd, int userns_fd, SysError* error);
 
  private:
   void Run();
@@ -49,6 +52,7 @@ class Worker {
 
   void WatchListeners(bool watch);
   void UpdateListenerWatch();
+  void WatchHelper();
   void RunCommands();
   void AccountBytes(Connection* conn, uint64_t in_before, uint64_t out_before);
   void Post(Event event);
@@ -59,6 +63,8 @@ class Worker {
   UniqueFd epoll_;
   UniqueFd wake_;  // eventfd: RequestStop() writes it
   PipePool pipes_;
+  UpstreamSockets upstream_;
+  uint64_t watched_helper_ = 0;  // generation of the helper channel in the epoll set
   std::unordered_set<Connection*> connections_;
   std::vector<Connection*> closed_;  // freed after the current epoll batch
   bool watching_listeners_ = false;

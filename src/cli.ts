@@ -1,5 +1,5 @@
 // cli.ts — the command line: options, --help that reads like a man page, exit statuses.
-import { closeSync, readFileSync } from 'node:fs';
+import { closeSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import yargs from 'yargs';
@@ -102,6 +102,8 @@ export async function main(argv: string[]): Promise<number> {
       env: process.env,
       pid: process.pid,
       closeFd: closeSync,
+      euid: process.geteuid?.() ?? 0,
+      ownUsernsInode: String(statSync('/proc/self/ns/user').ino),
       onStopSignal: (handler) => {
         process.on('SIGTERM', handler);
         process.on('SIGINT', handler);

@@ -7,20 +7,17 @@ import { formatDuration } from './duration';
 import { errnoCode, EXIT_OK, NsproxyError } from './errors';
 import { openListeners, type HostListener } from './listeners';
 import type { Logger } from './log';
-import type { Engine, EngineEvent, Native } from './native';
+import type { Engine, EngineEvent } from './native';
 import { Notifier } from './notifier';
 import { waitUntilReady } from './readiness';
 import { resolveDestination, routeListeners } from './routes';
 import { statusLine } from './status';
 import { takePassedSockets } from './systemd';
-import { closeTarget, isTransient, openTarget, type Target } from './target';
+import { closeTarget, isTransient, openTarget, type Target, type TargetDeps } from './target';
 
-export interface DaemonDeps {
-  native: Native;
+export interface DaemonDeps extends TargetDeps {
   log: Logger;
-  env: NodeJS.ProcessEnv;
   pid: number;
-  closeFd: (fd: number) => void;
   /** calls back with the signal's name whenever the daemon is asked to stop */
   onStopSignal: (handler: (signal: string) => void) => void;
 }
@@ -37,7 +34,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 function enterFailure(target: Target, err: unknown): NsproxyError {
   const hint =
     errnoCode(err) === 'EPERM'
-      ? 'entering it needs CAP_SYS_ADMIN over its user namespace: run nsproxy as root (rootless targets are not supported yet)'
+      ? 'entering it needs CAP_SYS_ADMIN over its user namespace: run nsproxy as root, or as the user who owns the container'
       : 'check that the target still exists';
   return new NsproxyError('NSPROXY_ERR_ENTER_NETNS', `cannot enter the network namespace of ${target.description} (${(err as Error).message}); ${hint}`, { cause: err });
 }
@@ -103,6 +100,7 @@ class Daemon {
       this.engine = new native.Engine(
         {
           netnsFd: this.target.netnsFd,
+          usernsFd: this.target.usernsFd ?? -1,
           threads: this.config.threads,
           connectionsMax: this.config.connectionsMax,
           pipeSize: PIPE_SIZE,
@@ -164,7 +162,7 @@ class Daemon {
   private async waitReady(): Promise<void> {
     const unique = [...new Map(this.endpoints.map((e) => [formatEndpoint(e), e])).values()];
     let lastReport = 0;
-    const result = await waitUntilReady(this.deps.native, this.target.netnsFd, unique, {
+    const result = await waitUntilReady(this.deps.native, this.target, unique, {
       timeoutMs: this.config.readyTimeoutMs,
       where: this.target.description,
       cancelled: () => this.stopReason !== undefined,
@@ -230,7 +228,7 @@ class Daemon {
       }
     }
     try {
-      this.engine.enterNetns(next.netnsFd);
+      this.engine.enterNetns(next.netnsFd, next.usernsFd ?? -1);
     } catch (err) {
       closeTarget(next, this.deps.closeFd);
       throw enterFailure(next, err);

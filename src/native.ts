@@ -39,6 +39,10 @@ export interface EngineEvent {
 export interface EngineOptions {
   /** namespace fd (from openNamespace) in which upstream sockets are created */
   netnsFd: number;
+  /** -1: workers setns() into netnsFd themselves (needs CAP_SYS_ADMIN over it: root). Else the
+   * owning user namespace: a helper process per worker joins it, then the netns, and makes the
+   * sockets (rootless targets, no capabilities needed). */
+  usernsFd: number;
   /** worker threads, each with its own epoll set */
   threads: number;
   /** exact limit on open connections; at the limit the kernel backlog holds new clients */
@@ -72,8 +76,9 @@ export interface Engine {
   stats(): EngineStats;
   /** Accept or not; clients wait in the kernel backlog meanwhile. Open connections go on. */
   setAccepting(accepting: boolean): void;
-  /** Moves the workers into another namespace (the target restarted). Call while not accepting. */
-  enterNetns(netnsFd: number): void;
+  /** Moves the workers into another namespace (the target restarted), usernsFd as in the
+   * options. Call while not accepting. */
+  enterNetns(netnsFd: number, usernsFd: number): void;
   /** Where listener `index` forwards to from now on. Call while not accepting. */
   setTarget(index: number, address: string, port: number): void;
 }
@@ -83,9 +88,14 @@ export interface Native {
   openNamespace(path: string): number;
   /** ioctl(NS_GET_NSTYPE): a CLONE_NEW* constant, or 0 when fd is not a namespace */
   namespaceType(fd: number): number;
-  /** Connects to address:port from inside the namespace (on a thread of its own) and closes:
-   * resolves null when the target accepted, else why not ({code: 'ECONNREFUSED', ...}). */
-  probeTcp(netnsFd: number, address: string, port: number, timeoutMs: number): Promise<null | { code: string; errno: number; syscall: string }>;
+  /** Connects to address:port from inside the namespace (on a thread of its own, or through a
+   * one-shot helper when usernsFd >= 0) and closes: resolves null when the target accepted,
+   * else why not ({code: 'ECONNREFUSED', ...}). */
+  probeTcp(netnsFd: number, usernsFd: number, address: string, port: number, timeoutMs: number): Promise<null | { code: string; errno: number; syscall: string }>;
+  /** ioctl(NS_GET_USERNS): a new fd of the user namespace that owns namespace fd */
+  owningUserns(fd: number): number;
+  /** ioctl(NS_GET_OWNER_UID): the uid that created user namespace usernsFd */
+  usernsOwnerUid(usernsFd: number): number;
   /** Calls onReadable once when fd becomes readable (a pidfd: its process exited). Does not keep
    * the event loop alive; close() cancels. */
   FdWatch: new (fd: number, onReadable: () => void) => { close(): void };

@@ -21,7 +21,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Resolves once every endpoint accepted a connection; throws NSPROXY_ERR_NOT_READY at the deadline. */
 export async function waitUntilReady(
   native: Native,
-  netnsFd: number,
+  namespace: { netnsFd: number; usernsFd?: number },
   endpoints: Endpoint[],
   options: { timeoutMs: number; where: string; onProgress: (progress: Progress) => void; cancelled?: () => boolean },
 ): Promise<{ attempts: number; elapsedMs: number }> {
@@ -32,7 +32,8 @@ export async function waitUntilReady(
     for (;;) {
       attempts++;
       const remaining = options.timeoutMs - (Date.now() - started);
-      const failure = await native.probeTcp(netnsFd, endpoint.address, endpoint.port, Math.max(1, Math.min(PROBE_TIMEOUT_MS, remaining)));
+      const timeout = Math.max(1, Math.min(PROBE_TIMEOUT_MS, remaining));
+      const failure = await native.probeTcp(namespace.netnsFd, namespace.usernsFd ?? -1, endpoint.address, endpoint.port, timeout);
       if (failure === null) break;
       const elapsedMs = Date.now() - started;
       if (options.cancelled?.()) throw new NsproxyError('NSPROXY_ERR_NOT_READY', 'stopped while waiting for the target; nothing to do');

@@ -9,6 +9,9 @@ import { containerRuntime, type ContainerState } from './runtimes';
 export interface Target {
   /** open fd of the target network namespace */
   netnsFd: number;
+  /** its owning user namespace, when nsproxy must go through a helper to make sockets there
+   * (unprivileged, the namespace's owner); undefined when the engine can setns() itself */
+  usernsFd?: number;
   /** pidfd of the process whose namespace it is (not for --netns) */
   pidfd?: number;
   pid?: number;
@@ -22,6 +25,10 @@ export interface TargetDeps {
   native: Native;
   env: NodeJS.ProcessEnv;
   closeFd: (fd: number) => void;
+  /** our effective uid: root enters namespaces itself, an owner goes through a helper */
+  euid: number;
+  /** inode of our own user namespace (/proc/self/ns/user), as native.fdInode gives it */
+  ownUsernsInode: string;
 }
 
 function openFailure(spec: TargetSpec, path: string, err: unknown): NsproxyError {
@@ -69,6 +76,36 @@ function openProcess(spec: TargetSpec, pid: number, deps: TargetDeps): { pidfd: 
   }
 }
 
+/**
+ * How nsproxy may make sockets in `netnsFd`: root enters it directly (CAP_SYS_ADMIN over every
+ * user namespace); its owner, without capabilities, through a helper that joins the owning user
+ * namespace first. Anybody else is refused before anything is started.
+ */
+function accessFor(netnsFd: number, description: string, deps: TargetDeps): { usernsFd?: number } {
+  if (deps.euid === 0) return {};
+  const usernsFd = deps.native.owningUserns(netnsFd);
+  const owner = deps.native.usernsOwnerUid(usernsFd);
+  if (owner !== deps.euid) {
+    deps.closeFd(usernsFd);
+    throw new NsproxyError('NSPROXY_ERR_TARGET_FOREIGN', `the network namespace of ${description} belongs to uid ${owner}, not to you (uid ${deps.euid}); run nsproxy as uid ${owner}, or as root`);
+  }
+  if (deps.native.fdInode(usernsFd) === deps.ownUsernsInode) {
+    // Owned by the user namespace we are in: joining it is no help, and we lack CAP_SYS_ADMIN in it.
+    deps.closeFd(usernsFd);
+    throw new NsproxyError('NSPROXY_ERR_ENTER_NETNS', `cannot enter the network namespace of ${description}: it belongs to your own user namespace and you lack CAP_SYS_ADMIN; run nsproxy as root`);
+  }
+  return { usernsFd };
+}
+
+function withAccess(target: Target, deps: TargetDeps): Target {
+  try {
+    return { ...target, ...accessFor(target.netnsFd, target.description, deps) };
+  } catch (err) {
+    closeTarget(target, deps.closeFd);
+    throw err;
+  }
+}
+
 async function openContainer(spec: Extract<TargetSpec, { kind: 'container' }>, deps: TargetDeps): Promise<Target> {
   const runtime = containerRuntime(spec.runtime, deps.env, spec.runcRoot);
   for (let attempt = 0; ; attempt++) {
@@ -93,17 +130,18 @@ async function openContainer(spec: Extract<TargetSpec, { kind: 'container' }>, d
 export async function openTarget(spec: TargetSpec, deps: TargetDeps): Promise<Target> {
   switch (spec.kind) {
     case 'netns':
-      return { netnsFd: openNetns(spec, spec.path, deps), description: describeTarget(spec) };
+      return withAccess({ netnsFd: openNetns(spec, spec.path, deps), description: describeTarget(spec) }, deps);
     case 'pid':
-      return { ...openProcess(spec, spec.pid, deps), pid: spec.pid, description: describeTarget(spec) };
+      return withAccess({ ...openProcess(spec, spec.pid, deps), pid: spec.pid, description: describeTarget(spec) }, deps);
     case 'container':
-      return openContainer(spec, deps);
+      return withAccess(await openContainer(spec, deps), deps);
   }
 }
 
 export function closeTarget(target: Target, closeFd: (fd: number) => void): void {
   closeFd(target.netnsFd);
   if (target.pidfd !== undefined) closeFd(target.pidfd);
+  if (target.usernsFd !== undefined) closeFd(target.usernsFd);
 }
 
 /** Errors worth retrying while a container restarts: it is gone or not running for a moment. */

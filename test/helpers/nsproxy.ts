@@ -33,6 +33,8 @@ export interface SpawnNsproxyOpts {
   wrapper?: string[];
   /** how long to wait for the `ready` line (default 30 s) */
   readyTimeoutMs?: number;
+  /** the dist/main.js to run (another path to the same build, e.g. one an ordinary user can reach) */
+  mainJs?: string;
 }
 
 export class Nsproxy {
@@ -45,7 +47,7 @@ export class Nsproxy {
     private readonly opts: SpawnNsproxyOpts = {},
   ) {
     const wrapper = opts.wrapper ?? [];
-    const argv = [...wrapper, NODE, MAIN_JS, ...args];
+    const argv = [...wrapper, NODE, opts.mainJs ?? MAIN_JS, ...args];
     this.proc = new Proc(`nsproxy ${args.join(' ')}`, argv[0], argv.slice(1), { env: childEnv(opts.env ?? {}), cwd: REPO_ROOT });
     t.teardown(async () => {
       if (this.proc.running) await this.proc.stop('SIGKILL', 5000);
