@@ -65,8 +65,8 @@ static bool Shovel(Direction* d, PipePool* pool, SysError* error) {
   return true;
 }
 
-bool Connection::Pump(PipePool* pool, SysError* error) {
-  return Shovel(&up_, pool, error) && Shovel(&down_, pool, error);
+bool Connection::Pump(PipePool* pool, unsigned which, SysError* error) {
+  return (!(which & kUp) || Shovel(&up_, pool, error)) && (!(which & kDown) || Shovel(&down_, pool, error));
 }
 
 static void SetLingerZero(int fd) {

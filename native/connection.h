@@ -1,6 +1,6 @@
 // connection.h — one forwarded TCP connection: the client socket, the upstream socket created
 // inside the target netns, and the two directions between them. Knows nothing of epoll: the
-// worker calls Pump() whenever either socket reports something, and Pump() moves what it can.
+// worker calls Pump() for the directions an event concerns, and Pump() moves what it can.
 #pragma once
 
 #include <cstdint>
@@ -27,9 +27,12 @@ class Connection {
 
   Connection(uint64_t id, int listener, UniqueFd client, UniqueFd upstream, uint64_t started_us);
 
-  // Both directions: splice until the kernel says EAGAIN, forward EOF as shutdown(SHUT_WR),
-  // return idle pipes to the pool. False, with *error, when the connection cannot go on.
-  bool Pump(PipePool* pool, SysError* error);
+  enum Which : unsigned { kUp = 1, kDown = 2, kBoth = 3 };
+
+  // The directions asked for: splice until the kernel says EAGAIN, forward EOF as
+  // shutdown(SHUT_WR), return idle pipes to the pool. False, with *error, when the connection
+  // cannot go on.
+  bool Pump(PipePool* pool, unsigned which, SysError* error);
 
   // Both directions have seen EOF and forwarded it: nothing is left to do.
   bool finished() const { return up_.shut && down_.shut; }

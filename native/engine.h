@@ -20,8 +20,9 @@
 //        └─────────────────────────────▶ closed: client closed, "connect failed" ─ closed (FIN both)
 //   kForwarding ── splice error, SO_ERROR, or a reset on either side ──▶ closed with RST both ways
 //
-// Both sockets are registered once, edge-triggered, for IN|OUT|RDHUP; any event on either runs
-// Connection::Pump(), which moves what it can in both directions until the kernel says EAGAIN.
+// Both sockets are registered once, edge-triggered, for IN|OUT|RDHUP; an event runs
+// Connection::Pump() for the directions it concerns (a socket's readability feeds the direction
+// it is the source of, its writability the other), which moves what it can until EAGAIN.
 // EOF read on one side is forwarded as shutdown(SHUT_WR) on the other, once its pipe is empty
 // (half-close), and the other direction goes on. A connection is freed only after the current
 // epoll batch, so a later event in the same batch never touches freed memory.

@@ -315,8 +315,19 @@ static int PendingSocketError(int fd) {
   return err;
 }
 
+// Which directions an edge on one socket can move: its readability feeds the direction it is
+// the source of, its writability the one it is the destination of; errors and hang-ups both.
+static unsigned DirectionsFor(bool upstream, uint32_t events) {
+  const bool readable = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+  const bool writable = events & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+  const unsigned source = upstream ? Connection::kDown : Connection::kUp;
+  const unsigned destination = upstream ? Connection::kUp : Connection::kDown;
+  return (readable ? source : 0) | (writable ? destination : 0);
+}
+
 void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events) {
   SysError error;
+  unsigned which = DirectionsFor(upstream, events);
   if (conn->state == Connection::State::kConnecting) {
     if (!upstream) {
       // The client may go away before the target answers; anything it sent waits in its socket.
@@ -334,6 +345,7 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
     }
     if (!(events & EPOLLOUT)) return;  // still connecting
     conn->state = Connection::State::kForwarding;
+    which = Connection::kBoth;  // the client may have sent while we connected
   } else if (events & EPOLLERR) {
     // A reset on a side whose direction is already done would go unnoticed by splice().
     int err = PendingSocketError(upstream ? conn->upstream_fd() : conn->client_fd());
@@ -344,7 +356,7 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
     }
   }
   uint64_t in_before = conn->bytes_in(), out_before = conn->bytes_out();
-  bool ok = conn->Pump(&pipes_, &error);
+  bool ok = conn->Pump(&pipes_, which, &error);
   AccountBytes(conn, in_before, out_before);
   if (!ok) {
     Finish(conn, error, true);
