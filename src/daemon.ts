@@ -128,7 +128,7 @@ class Daemon {
       for (const listener of this.listeners) {
         log.info({ address: listener.address, source: listener.source, fd: listener.fd, name: listener.name }, 'listening');
       }
-      log.info({ target: this.target.description, pid: this.target.pid, to: this.describeEndpoints(), connectionsMax: this.config.connectionsMax, threads: this.config.threads, nofile: limits.soft }, 'ready');
+      log.info({ target: this.target.description, targetPid: this.target.pid, to: this.describeEndpoints(), connectionsMax: this.config.connectionsMax, threads: this.config.threads, nofile: limits.soft }, 'ready');
       this.notifier.status(this.forwardingPrefix(), { READY: 1 });
       this.watchTarget();
 
@@ -187,11 +187,11 @@ class Daemon {
     this.watch = undefined;
     if (this.stopReason) return;
     if (this.config.target.kind !== 'container') {
-      this.log.error({ pid }, 'target exited');
+      this.log.error({ targetPid: pid }, 'target exited');
       this.requestStop({ kind: 'fatal', error: new NsproxyError('NSPROXY_ERR_TARGET_EXITED', `target ${this.target.description} exited; nsproxy ends with it (use --container to follow a container across restarts)`) });
       return;
     }
-    this.log.warn({ pid }, 'target exited');
+    this.log.warn({ targetPid: pid }, 'target exited');
     try {
       await this.follow();
     } catch (err) {
@@ -242,7 +242,7 @@ class Daemon {
     if (this.stopReason) return;
     this.engine.setAccepting(true);
     this.following = false;
-    this.log.info({ pid: this.target.pid, downtimeMs: Date.now() - exitedAt }, 'target restarted');
+    this.log.info({ targetPid: this.target.pid, downtimeMs: Date.now() - exitedAt }, 'target restarted');
     this.notifier.status(this.forwardingPrefix(), { READY: 1 });
   }
 

@@ -43,7 +43,9 @@ export function runCommand(command: string, args: string[], env: NodeJS.ProcessE
   });
 }
 
-/** The first line of a CLI's complaint, for our own one-line errors. */
+/** The first line of a CLI's complaint, for our own one-line errors (logrus' msg="..." unwrapped). */
 export function firstLine(text: string): string {
-  return text.trim().split('\n')[0]?.replace(/^Error: /, '') ?? '';
+  const line = text.trim().split('\n')[0] ?? '';
+  const logrus = /\bmsg="((?:[^"\\]|\\.)*)"/.exec(line);
+  return (logrus ? (logrus[1] as string).replace(/\\"/g, '"') : line).replace(/^Error: /, '');
 }

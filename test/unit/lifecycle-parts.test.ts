@@ -1,0 +1,52 @@
+import t from 'tap';
+
+import type { Route } from '../../src/config';
+import { formatDuration, parseDuration } from '../../src/duration';
+import type { HostListener } from '../../src/listeners';
+import { resolveDestination, routeListeners } from '../../src/routes';
+import { firstLine } from '../../src/runtimes/runtime';
+import { formatBytes, statusLine } from '../../src/status';
+import type { Target } from '../../src/target';
+
+t.test('durations as systemd writes them', async (t) => {
+  t.equal(parseDuration('--x', '90'), 90_000);
+  t.equal(parseDuration('--x', '500ms'), 500);
+  t.equal(parseDuration('--x', '2min'), 120_000);
+  t.equal(parseDuration('--x', '1m30s'), 90_000);
+  t.equal(parseDuration('--x', '1h 5s'), 3_605_000);
+  t.equal(parseDuration('--x', '0.5s'), 500);
+  for (const bad of ['', 's', '5 parsecs', '1x', '-1s', 'ms5']) {
+    t.throws(() => parseDuration('--ready-timeout', bad), { code: 'NSPROXY_ERR_USAGE', message: /--ready-timeout '.*': not a time span; write e\.g\. 90s/ }, bad);
+  }
+  t.equal(formatDuration(450), '450 ms');
+  t.equal(formatDuration(3210), '3.2 s');
+});
+
+t.test("runtime complaints become one clean line (logrus' msg unwrapped)", async (t) => {
+  t.equal(firstLine('time="2026-11-24T01:00:00Z" level=error msg="container does not exist"\nmore'), 'container does not exist');
+  t.equal(firstLine('Error: no such container x\n'), 'no such container x');
+  t.equal(firstLine('msg="say \\"hi\\""'), 'say "hi"');
+});
+
+const listener = (name?: string): HostListener => ({ fd: 3, address: '127.0.0.1:1', source: 'systemd', name });
+const literal = (port: number): Route['destination'] => ({ kind: 'address', endpoint: { address: '127.0.0.1', port, family: 4 } });
+
+t.test('each listener takes its named route, else the unnamed one', async (t) => {
+  const routes: Route[] = [{ destination: literal(1) }, { name: 'web', destination: literal(2) }];
+  t.same(routeListeners([listener('web'), listener('db'), listener()], routes), [literal(2), literal(1), literal(1)]);
+  t.throws(() => routeListeners([listener('db')], [{ name: 'web', destination: literal(2) }]), { code: 'NSPROXY_ERR_USAGE', message: /socket 'db' \(fd 3\) has no --to; add --to db=ADDR:PORT/ });
+});
+
+t.test('@NETWORK resolves to the container address on that network, or says where it is', async (t) => {
+  const target: Target = { netnsFd: 9, description: 'container web', container: { id: 'x', pid: 5, running: true, status: 'running', networks: { podman: { ipv4: '10.88.0.7' }, v6only: { ipv6: 'fd00::7' } } } };
+  t.same(resolveDestination({ kind: 'network', network: 'podman', port: 80 }, target), { address: '10.88.0.7', port: 80, family: 4 });
+  t.same(resolveDestination({ kind: 'network', network: 'v6only', port: 80 }, target), { address: 'fd00::7', port: 80, family: 6 });
+  t.throws(() => resolveDestination({ kind: 'network', network: 'nope', port: 80 }, target), { code: 'NSPROXY_ERR_NO_ADDRESS', exitCode: 2, message: "container web has no address on network 'nope' (it is on: podman, v6only); use one of those, or a numeric --to" });
+});
+
+t.test('STATUS= line with counters', async (t) => {
+  t.equal(formatBytes(999), '999 B');
+  t.equal(formatBytes(1200), '1.2 kB');
+  t.equal(formatBytes(30_000_000), '30.0 MB');
+  t.equal(statusLine('forwarding a to b in c', { active: 3, total: 120, bytesIn: 1_200_000, bytesOut: 30_000_000, connectFailures: 0 }), 'forwarding a to b in c; 3 active, 120 total, 1.2 MB in, 30.0 MB out');
+});
