@@ -17,7 +17,8 @@ struct Direction {
   int to = -1;         // not owned
   Pipe pipe;           // borrowed from the pool while bytes are in flight
   bool eof = false;    // `from` said EOF
-  bool shut = false;   // EOF forwarded: shutdown(to, SHUT_WR) done
+  bool shut = false;   // EOF forwarded: shutdown(to, SHUT_WR) done (or left to close())
+  bool bulk = false;   // large reads lately: splice (zero-copy) rather than recv()+send()
   uint64_t bytes = 0;  // bytes delivered to `to`
 };
 
@@ -29,10 +30,11 @@ class Connection {
 
   enum Which : unsigned { kUp = 1, kDown = 2, kBoth = 3 };
 
-  // The directions asked for: splice until the kernel says EAGAIN, forward EOF as
-  // shutdown(SHUT_WR), return idle pipes to the pool. False, with *error, when the connection
-  // cannot go on.
-  bool Pump(PipePool* pool, unsigned which, SysError* error);
+  // The directions in `which`: move bytes until the kernel says EAGAIN (or a short read says
+  // the source is drained — not for the directions in `drain`, whose source hung up, so that a
+  // FIN queued behind the data is seen), forward EOF as shutdown(SHUT_WR), return idle pipes to
+  // the pool. False, with *error, when the connection cannot go on.
+  bool Pump(PipePool* pool, unsigned which, unsigned drain, SysError* error);
 
   // Both directions have seen EOF and forwarded it: nothing is left to do.
   bool finished() const { return up_.shut && down_.shut; }

@@ -328,6 +328,9 @@ static unsigned DirectionsFor(bool upstream, uint32_t events) {
 void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events) {
   SysError error;
   unsigned which = DirectionsFor(upstream, events);
+  // A hang-up on a source: read it to the end, a short read does not prove it drained.
+  const unsigned source = upstream ? Connection::kDown : Connection::kUp;
+  unsigned drain = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ? source : 0u;
   if (conn->state == Connection::State::kConnecting) {
     if (!upstream) {
       // The client may go away before the target answers; anything it sent waits in its socket.
@@ -337,7 +340,8 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
       }
       return;
     }
-    int err = PendingSocketError(conn->upstream_fd());
+    // A clean EPOLLOUT means connected; only an error or hang-up needs SO_ERROR to say why.
+    int err = (events & (EPOLLERR | EPOLLHUP)) ? PendingSocketError(conn->upstream_fd()) : 0;
     if (err != 0) {
       error.Set("connect", err);
       ConnectFailed(conn, error);
@@ -345,7 +349,7 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
     }
     if (!(events & EPOLLOUT)) return;  // still connecting
     conn->state = Connection::State::kForwarding;
-    which = Connection::kBoth;  // the client may have sent while we connected
+    which = drain = Connection::kBoth;  // the client may have sent (and gone) while we connected
   } else if (events & EPOLLERR) {
     // A reset on a side whose direction is already done would go unnoticed by splice().
     int err = PendingSocketError(upstream ? conn->upstream_fd() : conn->client_fd());
@@ -356,7 +360,7 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
     }
   }
   uint64_t in_before = conn->bytes_in(), out_before = conn->bytes_out();
-  bool ok = conn->Pump(&pipes_, which, &error);
+  bool ok = conn->Pump(&pipes_, which, drain, &error);
   AccountBytes(conn, in_before, out_before);
   if (!ok) {
     Finish(conn, error, true);
