@@ -23,6 +23,14 @@
 // Both sockets are registered once, edge-triggered, for IN|OUT|RDHUP; an event runs
 // Connection::Pump() for the directions it concerns (a socket's readability feeds the direction
 // it is the source of, its writability the other), which moves what it can until EAGAIN.
+//
+// Data path of one direction (connection.cc): while its pipe is empty, recv() up to 16 KiB into
+// a per-thread buffer and send() it straight on — two calls for a small message, and a short
+// read proves the socket drained, unless the event said the peer hung up (then read to EOF, or
+// a FIN queued behind the data would never be seen). What send() cannot take is write()n into
+// the pipe. A full 16 KiB read marks the direction bulk: splice() socket → pipe → socket,
+// zero-copy, until a splice read comes back small. Pipes come from a per-worker pool and go back
+// as soon as they are empty.
 // EOF read on one side is forwarded as shutdown(SHUT_WR) on the other, once its pipe is empty
 // (half-close), and the other direction goes on. A connection is freed only after the current
 // epoll batch, so a later event in the same batch never touches freed memory.
