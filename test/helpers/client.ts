@@ -23,6 +23,46 @@ export function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** How a connection ended, as the clients below record it. */
+interface Ending {
+  /** a FIN arrived (as opposed to a reset or a timeout) */
+  eof: boolean;
+  error: string | null;
+  timedOut: boolean;
+}
+
+/**
+ * Connects (half-open allowed) and records how the connection ends: the peer's FIN (answered
+ * by `onEnd`, by default ending our side too), the first error code, or our own timeout, after
+ * which the socket is destroyed. `settle` runs once, on close.
+ */
+function trackedConnection(
+  port: number,
+  host: string,
+  timeoutMs: number,
+  settle: (ending: Ending) => void,
+  onEnd: (sock: net.Socket) => void = (sock) => sock.end(),
+): net.Socket {
+  const ending: Ending = { eof: false, error: null, timedOut: false };
+  const sock = net.connect({ host, port, allowHalfOpen: true });
+  const timer = setTimeout(() => {
+    ending.timedOut = true;
+    sock.destroy();
+  }, timeoutMs);
+  sock.on('end', () => {
+    ending.eof = true;
+    onEnd(sock);
+  });
+  sock.on('error', (e: NodeJS.ErrnoException) => {
+    ending.error ??= e.code ?? e.message;
+  });
+  sock.on('close', () => {
+    clearTimeout(timer);
+    settle(ending);
+  });
+  return sock;
+}
+
 export interface HashResult {
   seed: string;
   /** bytes the server was asked to send, and what arrived */
@@ -155,12 +195,8 @@ export function hashRoundTrip(port: number, host: string, nbytes: number, seed: 
   });
 }
 
-export interface StreamResult {
+export interface StreamResult extends Ending {
   data: Buffer;
-  /** a FIN arrived (as opposed to a reset or a timeout) */
-  eof: boolean;
-  error: string | null;
-  timedOut: boolean;
 }
 
 /**
@@ -188,30 +224,12 @@ export function halfCloseRequest(
 function converse(port: number, host: string, send: string | Buffer, halfClose: boolean, timeoutMs: number): Promise<StreamResult> {
   return new Promise((resolve) => {
     const parts: Buffer[] = [];
-    let eof = false;
-    let error: string | null = null;
-    let timedOut = false;
-    const sock = net.connect({ host, port, allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      sock.destroy();
-    }, timeoutMs);
+    const sock = trackedConnection(port, host, timeoutMs, (ending) => resolve({ data: Buffer.concat(parts), ...ending }));
     sock.on('connect', () => {
       if (halfClose) sock.end(send);
       else if (send.length > 0) sock.write(send);
     });
     sock.on('data', (d: Buffer) => parts.push(d));
-    sock.on('end', () => {
-      eof = true;
-      sock.end();
-    });
-    sock.on('error', (e: NodeJS.ErrnoException) => {
-      error = error ?? (e.code ?? e.message);
-    });
-    sock.on('close', () => {
-      clearTimeout(timer);
-      resolve({ data: Buffer.concat(parts), eof, error, timedOut });
-    });
   });
 }
 
@@ -237,15 +255,8 @@ export function echoPingPong(port: number, host: string, messages: string[], pre
     const replies: string[] = [];
     let buf = Buffer.alloc(0);
     let i = 0;
-    let eof = false;
-    let error: string | null = null;
-    let timedOut = false;
     const tail: Buffer[] = [];
-    const sock = net.connect({ host, port, allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      sock.destroy();
-    }, timeoutMs);
+    const sock = trackedConnection(port, host, timeoutMs, (ending) => resolve({ replies, final: { data: Buffer.concat(tail), ...ending } }));
     const sendNext = (): void => {
       if (i < messages.length) {
         const message = messages[i];
@@ -273,17 +284,6 @@ export function echoPingPong(port: number, host: string, messages: string[], pre
         sendNext();
       }
       if (i >= messages.length && buf.length > 0) tail.push(buf);
-    });
-    sock.on('end', () => {
-      eof = true;
-      sock.end();
-    });
-    sock.on('error', (e: NodeJS.ErrnoException) => {
-      error = error ?? (e.code ?? e.message);
-    });
-    sock.on('close', () => {
-      clearTimeout(timer);
-      resolve({ replies, final: { data: Buffer.concat(tail), eof, error, timedOut } });
     });
   });
 }
@@ -336,12 +336,9 @@ export function resetMidUpload(port: number, host: string, send: string, resetAf
   });
 }
 
-export interface UploadResult {
+export interface UploadResult extends Ending {
   /** bytes handed to the socket before it closed */
   sent: number;
-  eof: boolean;
-  error: string | null;
-  timedOut: boolean;
 }
 
 /**
@@ -352,14 +349,7 @@ export function uploadUntilClosed(port: number, host: string, send: string, maxB
   return new Promise((resolve) => {
     const gen = keystream(`upload:${port}`);
     let sent = 0;
-    let eof = false;
-    let error: string | null = null;
-    let timedOut = false;
-    const sock = net.connect({ host, port, allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      sock.destroy();
-    }, timeoutMs);
+    const sock = trackedConnection(port, host, timeoutMs, (ending) => resolve({ sent, ...ending }), (s) => s.destroy());
     const pump = (): void => {
       while (sent < maxBytes) {
         if (sock.destroyed) return;
@@ -377,17 +367,6 @@ export function uploadUntilClosed(port: number, host: string, send: string, maxB
       pump();
     });
     sock.on('data', () => undefined);
-    sock.on('end', () => {
-      eof = true;
-      sock.destroy();
-    });
-    sock.on('error', (e: NodeJS.ErrnoException) => {
-      error = error ?? (e.code ?? e.message);
-    });
-    sock.on('close', () => {
-      clearTimeout(timer);
-      resolve({ sent, eof, error, timedOut });
-    });
   });
 }
 
