@@ -1,0 +1,212 @@
+// @ts-check
+// peers.js — the paths a workload's traffic takes: direct (client inside the namespace), and
+// four proxies from a host port into the namespace. Each proxy instance is started fresh for
+// one workload run and stopped after it, so its CPU, fds and memory belong to that run alone.
+'use strict';
+const net = require('node:net');
+const fs = require('node:fs');
+const path = require('node:path');
+const procs = require('./procs');
+
+/** `sh -c 'trap "" PIPE; exec "$@"'`: SIGPIPE ignored, as systemd does for its services. */
+const NOPIPE = ['sh', '-c', 'trap "" PIPE; exec "$@"', 'sh'];
+
+const SOCKET_PROXYD = '/lib/systemd/systemd-socket-proxyd';
+
+/**
+ * @typedef {object} Endpoint where a client connects
+ * @property {string} host
+ * @property {number} port
+ * @property {boolean} inNetns the client must run inside the namespace (direct)
+ * @property {number | null} pid root of the proxy's process tree (null: no proxy)
+ * @property {import('./procs').Proc | null} proc
+ */
+
+/**
+ * @typedef {object} PeerCtx
+ * @property {{name: string, path: string}} ns
+ * @property {number} connectionsMax
+ * @property {number} threads nsproxy --threads
+ * @property {string} nsproxyMain the (copied) dist/main.js
+ * @property {() => number} nextPort a free host port
+ */
+
+/**
+ * @typedef {object} Peer
+ * @property {string} id
+ * @property {string} label
+ * @property {string} how one line for the report
+ * @property {(ctx: PeerCtx, targetPort: number) => Promise<Endpoint>} start
+ */
+
+/**
+ * Start a command under systemd-socket-activate on 127.0.0.1:hostPort, make the first
+ * connection (socket-activate execs the command only then), wait until `ready` says the proxy
+ * runs, close that connection and wait until the proxy has dealt with it.
+ * @param {string} name
+ * @param {number} hostPort
+ * @param {string[]} argv the command, run with SIGPIPE ignored
+ * @param {(p: import('./procs').Proc) => Promise<void>} ready
+ */
+async function activated(name, hostPort, argv, ready) {
+  const addr = `127.0.0.1:${hostPort}`;
+  const proc = procs.start(name, 'systemd-socket-activate', ['-l', addr, ...NOPIPE, ...argv]);
+  try {
+    await procs.waitListening(hostPort, 'self', 10000, `systemd-socket-activate for ${name}`, proc);
+    const trigger = net.connect({ host: '127.0.0.1', port: hostPort });
+    trigger.on('error', () => {});
+    const closed = new Promise((r) => trigger.on('close', r));
+    await Promise.race([
+      ready(proc),
+      proc.exited.then((e) => {
+        throw new Error(`${name} exited during start-up (${JSON.stringify(e)}):\n${proc.err.tail()}\n${proc.out.tail()}`);
+      }),
+    ]);
+    // Abort it (RST): a half-close would leave some servers (iperf3) holding the forwarded
+    // connection for seconds. Then give the proxy a moment to tear its side down.
+    trigger.resetAndDestroy();
+    await Promise.race([closed, procs.timeout(1000)]);
+    await procs.sleep(100);
+    return proc;
+  } catch (err) {
+    await procs.stop(proc);
+    throw err;
+  }
+}
+
+/**
+ * Resolves when /proc/PID/exe is `base` (the exec chain reached the proxy binary).
+ * @param {string} base
+ * @param {number} timeoutMs
+ */
+function exeIs(base, timeoutMs = 10000) {
+  return async (/** @type {import('./procs').Proc} */ proc) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        if (path.basename(fs.readlinkSync(`/proc/${proc.pid}/exe`)) === base) return;
+      } catch {
+        /* not yet, or gone (the race above reports the exit) */
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${base} to start`);
+      await procs.sleep(10);
+    }
+  };
+}
+
+/** @type {Record<string, Peer>} */
+const PEERS = {
+  direct: {
+    id: 'direct',
+    label: 'direct',
+    how: 'client inside the namespace, no proxy (the physical limit)',
+    async start(_ctx, targetPort) {
+      return { host: '127.0.0.1', port: targetPort, inNetns: true, pid: null, proc: null };
+    },
+  },
+  nsproxy: {
+    id: 'nsproxy',
+    label: 'nsproxy',
+    how: 'systemd-socket-activate -l HOST:PORT node dist/main.js --netns NS --to 127.0.0.1:PORT',
+    async start(ctx, targetPort) {
+      const hostPort = ctx.nextPort();
+      const args = [ctx.nsproxyMain, '--netns', ctx.ns.name, '--to', `127.0.0.1:${targetPort}`, '--connections-max', String(ctx.connectionsMax)];
+      if (ctx.threads !== 1) args.push('--threads', String(ctx.threads));
+      const proc = await activated('nsproxy', hostPort, [process.execPath, ...args], (p) =>
+        p.out.waitFor((l) => l.includes('"msg":"ready"'), 15000, 'nsproxy\'s "ready" log line').then(() => undefined),
+      );
+      return { host: '127.0.0.1', port: hostPort, inNetns: false, pid: proc.pid, proc };
+    },
+  },
+  'socket-proxyd': {
+    id: 'socket-proxyd',
+    label: 'socket-proxyd',
+    how: 'systemd-socket-activate -l HOST:PORT sh -c \'trap "" PIPE; exec nsenter --net=NS systemd-socket-proxyd 127.0.0.1:PORT\'',
+    async start(ctx, targetPort) {
+      const hostPort = ctx.nextPort();
+      const proc = await activated(
+        'systemd-socket-proxyd',
+        hostPort,
+        ['nsenter', `--net=${ctx.ns.path}`, SOCKET_PROXYD, `--connections-max=${ctx.connectionsMax}`, `127.0.0.1:${targetPort}`],
+        exeIs('systemd-socket-proxyd'),
+      );
+      return { host: '127.0.0.1', port: hostPort, inNetns: false, pid: proc.pid, proc };
+    },
+  },
+  socat: {
+    id: 'socat',
+    label: 'socat',
+    how: 'socat TCP-LISTEN:PORT,fork EXEC:"nsenter --net=NS socat STDIO TCP:127.0.0.1:PORT",nofork (a process per connection)',
+    async start(ctx, targetPort) {
+      // socat 1.7.4 (Debian 12) has no ACCEPT-FD and no netns= option, so it cannot take a
+      // listening socket from systemd-socket-activate nor connect into another namespace by
+      // itself. It listens itself; per connection the forked child execs (nofork: no extra
+      // process, the accepted socket becomes its stdin/stdout) nsenter + socat, which connects
+      // inside the namespace: one relay process per connection, like `socat ... fork TCP:`.
+      const hostPort = ctx.nextPort();
+      // socat's address parser splits on ':' and ',': escape the inner address's colons
+      const inner = `nsenter --net=${ctx.ns.path} socat STDIO TCP\\:127.0.0.1\\:${targetPort}`;
+      const proc = procs.start('socat', NOPIPE[0], [
+        ...NOPIPE.slice(1),
+        'socat',
+        `TCP-LISTEN:${hostPort},bind=127.0.0.1,reuseaddr,fork,backlog=4096`,
+        `EXEC:${inner},nofork`,
+      ]);
+      try {
+        await procs.waitListening(hostPort, 'self', 10000, 'socat', proc);
+      } catch (err) {
+        await procs.stop(proc);
+        throw err;
+      }
+      return { host: '127.0.0.1', port: hostPort, inNetns: false, pid: proc.pid, proc };
+    },
+  },
+  node: {
+    id: 'node',
+    label: 'Node net proxy',
+    how: 'systemd-socket-activate -l HOST:PORT nsenter --net=NS node bench/peers/node-proxy.js 127.0.0.1:PORT',
+    async start(ctx, targetPort) {
+      const hostPort = ctx.nextPort();
+      const proc = await activated(
+        'node-proxy',
+        hostPort,
+        ['nsenter', `--net=${ctx.ns.path}`, process.execPath, path.join(__dirname, '..', 'peers', 'node-proxy.js'), `127.0.0.1:${targetPort}`],
+        (p) => p.out.waitFor((l) => l === 'ready', 15000, 'node-proxy ready').then(() => undefined),
+      );
+      return { host: '127.0.0.1', port: hostPort, inNetns: false, pid: proc.pid, proc };
+    },
+  },
+};
+
+const PEER_ORDER = ['direct', 'nsproxy', 'socket-proxyd', 'socat', 'node'];
+
+/**
+ * Free host ports below the ephemeral range (so that client source ports never collide).
+ * @returns {() => number}
+ */
+function portAllocator() {
+  let next = 20000 + (process.pid % 400) * 25;
+  return () => {
+    for (let i = 0; i < 12000; i++) {
+      const p = next;
+      next = next >= 32000 ? 20000 : next + 1;
+      if (!procs.isListening(p) && !portInUse(p)) return p;
+    }
+    throw new Error('no free host port in 20000-32000');
+  };
+}
+
+/** Any TCP socket (any state) on local port p in our netns? @param {number} p */
+function portInUse(p) {
+  const hex = `:${p.toString(16).toUpperCase().padStart(4, '0')}`;
+  try {
+    return fs
+      .readFileSync('/proc/self/net/tcp', 'utf8')
+      .split('\n')
+      .some((l) => (l.trim().split(/\s+/)[1] || '').endsWith(hex));
+  } catch {
+    return false;
+  }
+}
+
+module.exports = { PEERS, PEER_ORDER, portAllocator };

@@ -1,0 +1,313 @@
+// @ts-check
+// workloads.js — what a client does against an endpoint, and what is measured: the client's
+// numbers (throughput, latency, rates) and the proxy tree's CPU seconds, fds and memory from /proc.
+'use strict';
+const procs = require('./procs');
+const { PORTS } = require('./env');
+
+/**
+ * @typedef {object} Metric
+ * @property {string} id
+ * @property {string} label
+ * @property {string} unit
+ * @property {'higher'|'lower'} better
+ * @property {boolean} [proxyOnly] measured on the proxy process: no value for "direct"
+ * @property {boolean} [chart] false: not in the ratio chart (informational)
+ */
+
+/**
+ * @typedef {object} RunCtx
+ * @property {{name: string, path: string}} ns
+ * @property {string} tcpbench
+ * @property {string | null} pgBin
+ * @property {Opts} opts
+ * @property {number} echoPid the echo server (pinned for pingpong1cpu)
+ * @property {number} nproc
+ */
+
+/**
+ * @typedef {object} Opts
+ * @property {number} iperfSeconds
+ * @property {number} pingpongCount
+ * @property {number} pingpongWarmup
+ * @property {number} connSeconds
+ * @property {number} pgSeconds
+ * @property {number} idleConns
+ */
+
+/**
+ * @typedef {object} Workload
+ * @property {string} id
+ * @property {string} title
+ * @property {'iperf'|'echo'|'pg'} target
+ * @property {Metric[]} metrics
+ * @property {(ctx: RunCtx, ep: import('./peers').Endpoint) => Promise<{values: Record<string, number|null>, extra?: Record<string, unknown>}>} run
+ */
+
+/**
+ * argv for a client: inside the namespace for "direct", on the host otherwise.
+ * @param {RunCtx} ctx
+ * @param {import('./peers').Endpoint} ep
+ * @param {string} cmd
+ * @param {string[]} args
+ * @returns {[string, string[]]}
+ */
+function client(ctx, ep, cmd, args) {
+  return ep.inNetns ? ['nsenter', [`--net=${ctx.ns.path}`, cmd, ...args]] : [cmd, args];
+}
+
+/** @param {import('./peers').Endpoint} ep */
+const cpu = (ep) => (ep.pid ? procs.treeCpuSeconds(ep.pid) : 0);
+
+/**
+ * @param {{stdout: string, stderr: string, code: number|null, signal: string|null, timedOut: boolean}} res
+ * @param {string} what
+ */
+function lastJson(res, what) {
+  const line = res.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (res.code !== 0 || !line) {
+    throw new Error(`${what} failed (exit ${res.code}${res.signal ? ' ' + res.signal : ''}${res.timedOut ? ', timed out' : ''}): ${(res.stderr || res.stdout).trim().slice(-400)}`);
+  }
+  return JSON.parse(line);
+}
+
+/**
+ * @param {number} streams
+ * @param {boolean} [reverse] iperf3 -R: the server sends (download through the proxy)
+ * @returns {Workload}
+ */
+function iperfWorkload(streams, reverse = false) {
+  const p = `iperf${streams}${reverse ? 'r' : ''}`;
+  const name = `iperf3 ${streams} stream${streams > 1 ? 's' : ''}${reverse ? ' -R' : ''}`;
+  const short = `iperf3 ${streams}×${reverse ? ' -R' : ''}`;
+  return {
+    id: p,
+    title: `iperf3, ${streams} stream${streams > 1 ? 's' : ''}${reverse ? ', reverse (server sends)' : ''}`,
+    target: 'iperf',
+    metrics: [
+      { id: `${p}_gbps`, label: name, unit: 'Gbit/s', better: 'higher' },
+      { id: `${p}_cpu_s_per_gb`, label: `${short}: proxy CPU`, unit: 's/GB', better: 'lower', proxyOnly: true },
+      { id: `${p}_cpu_pct`, label: `${short}: proxy CPU`, unit: '% of a core', better: 'lower', proxyOnly: true, chart: false },
+    ],
+    async run(ctx, ep) {
+      const t = ctx.opts.iperfSeconds;
+      const args = ['-c', ep.host, '-p', String(ep.port), '-t', String(t), '-P', String(streams), '-J', '--connect-timeout', '5000'];
+      if (reverse) args.push('-R');
+      let lastErr = null;
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const c0 = cpu(ep);
+        const t0 = process.hrtime.bigint();
+        const [cmd, argv] = client(ctx, ep, 'iperf3', args);
+        const res = await procs.run(cmd, argv, { timeoutMs: (t + 30) * 1000 });
+        const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+        const c1 = cpu(ep);
+        let j;
+        try {
+          j = JSON.parse(res.stdout);
+        } catch {
+          j = { error: `no JSON from iperf3 (exit ${res.code}): ${res.stderr.slice(-300)}` };
+        }
+        if (j.error || !j.end || !j.end.sum_received) {
+          lastErr = new Error(`iperf3: ${j.error || 'no summary'}`);
+          await procs.sleep(1000); // "the server is busy": let it finish the previous test
+          continue;
+        }
+        const bytes = j.end.sum_received.bytes;
+        const secs = j.end.sum_received.seconds || t;
+        const cpuS = c1 - c0;
+        return {
+          values: {
+            [`${p}_gbps`]: j.end.sum_received.bits_per_second / 1e9,
+            [`${p}_cpu_s_per_gb`]: ep.pid ? cpuS / (bytes / 1e9) : null,
+            [`${p}_cpu_pct`]: ep.pid ? (cpuS / Math.max(wall, secs)) * 100 : null,
+          },
+          extra: { bytes, seconds: secs, proxyCpuSeconds: ep.pid ? cpuS : null, retransmits: j.end.sum_sent ? j.end.sum_sent.retransmits : null, attempt },
+        };
+      }
+      throw lastErr;
+    },
+  };
+}
+
+/**
+ * Set the CPU affinity of every thread of a process tree.
+ * @param {number} pid
+ * @param {string} cpus taskset list, e.g. "0" or "0-1"
+ */
+async function pinTree(pid, cpus) {
+  for (const p of procs.processTree(pid)) {
+    await procs.run('taskset', ['-a', '-p', '-c', cpus, String(p)], { timeoutMs: 5000 });
+  }
+}
+
+/**
+ * 1-byte ping-pong; `oneCpu`: client, echo server and proxy all on CPU 0, which takes the
+ * scheduler's cross-CPU wake-ups (tens of µs on a VM, and a matter of luck) out of the number
+ * and leaves the cost of the hops themselves.
+ * @param {boolean} oneCpu
+ * @returns {Workload}
+ */
+function pingpongWorkload(oneCpu) {
+  const p = oneCpu ? 'pp1' : 'pp';
+  const name = oneCpu ? 'ping-pong on 1 CPU' : 'ping-pong';
+  return {
+    id: oneCpu ? 'pingpong1cpu' : 'pingpong',
+    title: oneCpu ? '1-byte ping-pong, client, server and proxy on CPU 0' : '1-byte ping-pong',
+    target: 'echo',
+    metrics: [
+      { id: `${p}_mean_us`, label: `${name} mean`, unit: 'µs', better: 'lower' },
+      { id: `${p}_p50_us`, label: `${name} p50`, unit: 'µs', better: 'lower' },
+      { id: `${p}_p99_us`, label: `${name} p99`, unit: 'µs', better: 'lower' },
+    ],
+    async run(ctx, ep) {
+      const { pingpongCount: n, pingpongWarmup: w } = ctx.opts;
+      let [cmd, argv] = client(ctx, ep, ctx.tcpbench, ['pingpong', ep.host, String(ep.port), String(n), String(w)]);
+      const all = `0-${ctx.nproc - 1}`;
+      if (oneCpu) {
+        await pinTree(ctx.echoPid, '0');
+        if (ep.pid) await pinTree(ep.pid, '0');
+        argv = ['-c', '0', cmd, ...argv];
+        cmd = 'taskset';
+      }
+      try {
+        const j = lastJson(await procs.run(cmd, argv, { timeoutMs: 120000 }), 'tcpbench pingpong');
+        return {
+          values: { [`${p}_mean_us`]: j.mean_us, [`${p}_p50_us`]: j.p50_us, [`${p}_p99_us`]: j.p99_us },
+          extra: { min_us: j.min_us, max_us: j.max_us, count: j.count },
+        };
+      } finally {
+        if (oneCpu) await pinTree(ctx.echoPid, all);
+      }
+    },
+  };
+}
+
+/**
+ * @param {number} conc
+ * @returns {Workload}
+ */
+function connrateWorkload(conc) {
+  const p = `cr${conc}`;
+  return {
+    id: `connrate${conc}`,
+    title: `connection rate, ${conc} client${conc > 1 ? 's' : ''}`,
+    target: 'echo',
+    metrics: [
+      { id: `${p}_rate`, label: `connections/s, ${conc} client${conc > 1 ? 's' : ''}`, unit: 'conn/s', better: 'higher' },
+      { id: `${p}_cpu_us`, label: `proxy CPU per connection, ${conc} client${conc > 1 ? 's' : ''}`, unit: 'µs', better: 'lower', proxyOnly: true },
+    ],
+    async run(ctx, ep) {
+      const c0 = cpu(ep);
+      const [cmd, argv] = client(ctx, ep, ctx.tcpbench, ['connrate', ep.host, String(ep.port), String(conc), String(ctx.opts.connSeconds)]);
+      const j = lastJson(await procs.run(cmd, argv, { timeoutMs: (ctx.opts.connSeconds + 60) * 1000 }), 'tcpbench connrate');
+      await procs.sleep(300); // let the proxy finish the last closes (socat: reap its children)
+      const c1 = cpu(ep);
+      if (!j.conns) throw new Error(`no connection completed (${j.errors} errors, first: ${j.first_error})`);
+      return {
+        values: { [`${p}_rate`]: j.rate, [`${p}_cpu_us`]: ep.pid ? ((c1 - c0) * 1e6) / j.conns : null },
+        extra: { conns: j.conns, errors: j.errors, firstError: j.first_error || null },
+      };
+    },
+  };
+}
+
+/** @type {Workload} */
+const pgbench = {
+  id: 'pgbench',
+  title: 'pgbench -S -c4 -j2',
+  target: 'pg',
+  metrics: [
+    { id: 'pg_tps', label: 'pgbench -S -c4 -j2', unit: 'TPS', better: 'higher' },
+    { id: 'pg_cpu_us_per_tx', label: 'pgbench: proxy CPU per transaction', unit: 'µs', better: 'lower', proxyOnly: true },
+  ],
+  async run(ctx, ep) {
+    const bin = /** @type {string} */ (ctx.pgBin);
+    const c0 = cpu(ep);
+    const args = ['-S', '-c', '4', '-j', '2', '-T', String(ctx.opts.pgSeconds), '-n', '-h', ep.host, '-p', String(ep.port), '-U', 'bench', 'postgres'];
+    const [cmd, argv] = client(ctx, ep, `${bin}/pgbench`, args);
+    const res = await procs.run(cmd, argv, { timeoutMs: (ctx.opts.pgSeconds + 60) * 1000 });
+    const c1 = cpu(ep);
+    const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(res.stdout);
+    const txs = /number of transactions actually processed: (\d+)/.exec(res.stdout);
+    const lat = /latency average = ([\d.]+) ms/.exec(res.stdout);
+    if (res.code !== 0 || !tps || !txs) throw new Error(`pgbench failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(-400)}`);
+    const n = Number(txs[1]);
+    return {
+      values: { pg_tps: Number(tps[1]), pg_cpu_us_per_tx: ep.pid && n ? ((c1 - c0) * 1e6) / n : null },
+      extra: { transactions: n, latencyAvgMs: lat ? Number(lat[1]) : null },
+    };
+  },
+};
+
+/** @type {Workload} */
+const idle = {
+  id: 'idle',
+  title: 'idle connections',
+  target: 'echo',
+  metrics: [
+    { id: 'idle_held', label: 'idle connections held', unit: 'conns', better: 'higher' },
+    { id: 'idle_fds_per_conn', label: 'idle: proxy fds per connection', unit: 'fds', better: 'lower', proxyOnly: true },
+    { id: 'idle_kib_per_conn', label: 'idle: proxy memory (PSS) per connection', unit: 'KiB', better: 'lower', proxyOnly: true },
+  ],
+  async run(ctx, ep) {
+    const n = ctx.opts.idleConns;
+    const before = ep.pid ? procs.treeFootprint(ep.pid) : null;
+    const [cmd, argv] = client(ctx, ep, ctx.tcpbench, ['idle', ep.host, String(ep.port), String(n), '64', '5000']);
+    const c = procs.start('tcpbench idle', cmd, argv, { stdin: 'pipe' });
+    try {
+      const openedLine = await c.out.waitFor((l) => l.startsWith('{"ok"'), 60000 + n * 20, 'the idle client to open its connections');
+      const opened = JSON.parse(openedLine);
+      await procs.sleep(1000); // let the proxy settle (lazy allocations, socat children)
+      const after = ep.pid ? procs.treeFootprint(ep.pid) : null;
+      const proxyAlive = ep.proc ? ep.proc.exitInfo === null : null;
+      /** @type {any} */ (c.child.stdin).end('check\n');
+      const heldLine = await c.out.waitFor((l) => l.startsWith('{"alive"'), 30000, 'the idle client\'s final check');
+      const held = JSON.parse(heldLine);
+      await Promise.race([c.exited, procs.timeout(10000)]);
+      const ok = opened.ok;
+      return {
+        values: {
+          idle_held: held.alive,
+          idle_fds_per_conn: before && after && ok ? (after.fds - before.fds) / ok : null,
+          idle_kib_per_conn: before && after && ok ? (after.pssKiB - before.pssKiB) / ok : null,
+        },
+        extra: {
+          asked: n,
+          opened: ok,
+          failed: opened.failed,
+          skipped: opened.skipped,
+          errors: opened.errors,
+          openSeconds: opened.seconds,
+          stillOpenAtEnd: held,
+          proxyBefore: before,
+          proxyAfter: after,
+          proxyAlive,
+          rssKiBPerConn: before && after && ok ? (after.rssKiB - before.rssKiB) / ok : null,
+        },
+      };
+    } finally {
+      await procs.stop(c, { graceMs: 2000 });
+    }
+  },
+};
+
+/** @type {Record<string, Workload>} */
+const WORKLOADS = {
+  iperf1: iperfWorkload(1),
+  iperf4: iperfWorkload(4),
+  iperf1r: iperfWorkload(1, true),
+  pingpong: pingpongWorkload(false),
+  pingpong1cpu: pingpongWorkload(true),
+  connrate1: connrateWorkload(1),
+  connrate16: connrateWorkload(16),
+  pgbench,
+  idle,
+};
+const WORKLOAD_ORDER = ['iperf1', 'iperf4', 'iperf1r', 'pingpong', 'pingpong1cpu', 'connrate1', 'connrate16', 'pgbench', 'idle'];
+/** The default selection: iperf1r (the download direction) only when asked for. */
+const DEFAULT_WORKLOADS = WORKLOAD_ORDER.filter((w) => w !== 'iperf1r');
+
+/** @param {'iperf'|'echo'|'pg'} t */
+const targetPort = (t) => PORTS[t];
+
+module.exports = { WORKLOADS, WORKLOAD_ORDER, DEFAULT_WORKLOADS, targetPort };

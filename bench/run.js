@@ -1,0 +1,423 @@
+#!/usr/bin/env node
+// @ts-check
+// bench/run.js — nsproxy's benchmark harness (`npm run bench`, as root).
+//
+// Sets up a network namespace with servers on 127.0.0.1 inside it (iperf3, an echo server,
+// PostgreSQL), then runs every workload through every path, side by side in the same run and
+// interleaved (repetition > workload > peer, the peers' order rotating from one repetition to
+// the next), each proxy started fresh for each run:
+//   direct         the client inside the namespace, no proxy
+//   nsproxy        node dist/main.js --netns NS --to 127.0.0.1:PORT, under systemd-socket-activate
+//   socket-proxyd  systemd-socket-proxyd under systemd-socket-activate + nsenter, SIGPIPE ignored
+//   socat          socat TCP-LISTEN,fork + EXEC nsenter socat (a process per connection)
+//   node           a plain Node net pipe proxy (bench/peers/node-proxy.js), socket-activated
+// Writes a markdown table to stdout, JSON to bench/results/<time>.json and latest.json, and the
+// ratio chart to bench/results/latest.svg (latest-quick.* for --quick). Progress goes to stderr.
+// See bench/README.md.
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const procs = require('./lib/procs');
+const env = require('./lib/env');
+const { PEERS, PEER_ORDER, portAllocator } = require('./lib/peers');
+const { WORKLOADS, WORKLOAD_ORDER, DEFAULT_WORKLOADS, targetPort } = require('./lib/workloads');
+const report = require('./lib/report');
+
+const USAGE = `usage: node bench/run.js [options]            (as root; npm run bench -- [options])
+
+  --quick              smoke run in well under a minute: 1 repetition, tiny durations,
+                       200 idle connections (numbers not meaningful; proves the harness works)
+  --reps N             repetitions (default 3)
+  --peers LIST         comma-separated, from: ${PEER_ORDER.join(',')} (default all)
+  --workloads LIST     comma-separated, from: ${WORKLOAD_ORDER.join(',')}
+                       (default ${DEFAULT_WORKLOADS.join(',')}; iperf1r is iperf3 -R)
+  --skip-pgbench       leave out the PostgreSQL workload (no server is started)
+  --iperf-seconds S    iperf3 -t (default 3)
+  --pingpong N         round trips per ping-pong run (default 20000, plus N/10 warm-up)
+  --conn-seconds S     duration of each connection-rate run (default 2)
+  --pg-seconds S       pgbench -T (default 5)
+  --idle N             idle connections to open (default 5000; the hard fd limit here is
+                       ${safeUlimit()}: socket-proxyd needs 6 fds per connection)
+  --threads N          nsproxy --threads (default 1, as single-threaded as socket-proxyd)
+  --retry-busy PCT     run a measurement again (at most twice) when processes other than
+                       the bench's took more than PCT % of all CPUs meanwhile (default 25;
+                       0: never; --quick: never)
+  --out DIR            where results go (default bench/results)
+  --json-only          no markdown on stdout (the JSON path is still printed on stderr)
+  -h, --help
+
+Needs: iproute2, util-linux (nsenter, setpriv), systemd (systemd-socket-activate,
+systemd-socket-proxyd), iperf3, socat, gcc (cc), postgresql-15 (server + pgbench).`;
+
+function safeUlimit() {
+  try {
+    return require('node:child_process').execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+  } catch {
+    return '?';
+  }
+}
+
+/** @param {string[]} argv */
+function parseArgs(argv) {
+  const o = {
+    quick: false,
+    reps: 3,
+    peers: [...PEER_ORDER],
+    workloads: [...DEFAULT_WORKLOADS],
+    skipPgbench: false,
+    iperfSeconds: 3,
+    pingpongCount: 20000,
+    connSeconds: 2,
+    pgSeconds: 5,
+    idleConns: 5000,
+    threads: 1,
+    out: path.join(__dirname, 'results'),
+    jsonOnly: false,
+    retryBusy: 25,
+  };
+  /** @type {Set<string>} */
+  const given = new Set();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const val = () => {
+      const v = inline !== undefined ? inline : argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    const num = (/** @type {number} */ min) => {
+      const v = Number(val());
+      if (!Number.isFinite(v) || v < min) throw new Error(`${flag}: give a number >= ${min}`);
+      return v;
+    };
+    /** @param {string[]} allowed */
+    const list = (allowed) => {
+      const v = val()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      for (const x of v) if (!allowed.includes(x)) throw new Error(`${flag}: unknown '${x}'; choose from ${allowed.join(',')}`);
+      return allowed.filter((x) => v.includes(x));
+    };
+    given.add(flag);
+    switch (flag) {
+      case '--quick': o.quick = true; break;
+      case '--reps': o.reps = Math.round(num(1)); break;
+      case '--peers': o.peers = list(PEER_ORDER); break;
+      case '--workloads': o.workloads = list(WORKLOAD_ORDER); break;
+      case '--skip-pgbench': o.skipPgbench = true; break;
+      case '--iperf-seconds': o.iperfSeconds = Math.round(num(1)); break;
+      case '--pingpong': o.pingpongCount = Math.round(num(10)); break;
+      case '--conn-seconds': o.connSeconds = num(0.1); break;
+      case '--pg-seconds': o.pgSeconds = Math.round(num(1)); break;
+      case '--idle': o.idleConns = Math.round(num(1)); break;
+      case '--threads': o.threads = Math.round(num(1)); break;
+      case '--out': o.out = path.resolve(val()); break;
+      case '--json-only': o.jsonOnly = true; break;
+      case '--retry-busy': o.retryBusy = num(0); break;
+      case '-h':
+      case '--help':
+        process.stdout.write(USAGE + '\n');
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option ${a}\n${USAGE}`);
+    }
+  }
+  if (o.quick) {
+    if (!given.has('--reps')) o.reps = 1;
+    if (!given.has('--iperf-seconds')) o.iperfSeconds = 1;
+    if (!given.has('--pingpong')) o.pingpongCount = 2000;
+    if (!given.has('--conn-seconds')) o.connSeconds = 0.5;
+    if (!given.has('--pg-seconds')) o.pgSeconds = 1;
+    if (!given.has('--idle')) o.idleConns = 200;
+    if (!given.has('--retry-busy')) o.retryBusy = 0;
+  }
+  if (o.skipPgbench) o.workloads = o.workloads.filter((w) => w !== 'pgbench');
+  if (!o.peers.length || !o.workloads.length) throw new Error('nothing to run: no peers or no workloads selected');
+  return o;
+}
+
+const T0 = Date.now();
+/** @param {string} msg */
+function say(msg) {
+  const s = ((Date.now() - T0) / 1000).toFixed(1).padStart(6);
+  process.stderr.write(`[${s}s] ${msg}\n`);
+}
+
+const loadavg = () => os.loadavg().map((x) => Number(x.toFixed(2)));
+
+/** Jiffies of all CPUs from /proc/stat: [busy, total]. */
+function cpuJiffies() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = f[3] + (f[4] || 0);
+  return [total - idle, total];
+}
+
+/** How busy the machine is right now: % of all CPUs over `ms`, from /proc/stat. @param {number} ms */
+async function cpuBusyPct(ms) {
+  const [b0, t0] = cpuJiffies();
+  await procs.sleep(ms);
+  const [b1, t1] = cpuJiffies();
+  return t1 > t0 ? Math.round(((b1 - b0) / (t1 - t0)) * 1000) / 10 : 0;
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  env.checkTools({ peers: o.peers, workloads: o.workloads });
+  procs.installExitHandlers();
+
+  const startedAt = new Date();
+  const loadBefore = loadavg();
+  const busyBefore = await cpuBusyPct(o.quick ? 300 : 1000);
+  const machine = env.machineFacts();
+  say(`nsproxy bench${o.quick ? ' --quick' : ''}: ${o.reps} rep(s), peers ${o.peers.join(',')}; workloads ${o.workloads.join(',')}; ${machine.nproc} CPUs, loadavg ${loadBefore.join(' ')}, CPUs ${busyBefore}% busy`);
+
+  const tmp = env.makeTempDir();
+  const tcpbench = env.compileHelper(tmp);
+  const nsproxyMain = o.peers.includes('nsproxy') ? env.snapshotNsproxy(tmp) : '';
+  const ns = env.makeNetns();
+  say(`namespace ${ns.name}, temp dir ${tmp}`);
+  const workloads = o.workloads.map((id) => WORKLOADS[id]);
+  const need = new Set(workloads.map((w) => w.target));
+  /** @type {import('./lib/env').World} */
+  const world = { tmp, tcpbench, ns, servers: [], pgBin: env.findPgBin(), pgUser: '' };
+  await env.startServers(world, { iperf: need.has('iperf'), echo: need.has('echo'), pg: need.has('pg') }, say);
+  say('servers up inside the namespace');
+
+  const opts = {
+    iperfSeconds: o.iperfSeconds,
+    pingpongCount: o.pingpongCount,
+    pingpongWarmup: Math.max(100, Math.round(o.pingpongCount / 10)),
+    connSeconds: o.connSeconds,
+    pgSeconds: o.pgSeconds,
+    idleConns: o.idleConns,
+  };
+  const echo = world.servers.find((p) => p.name === 'echo server');
+  const runCtx = { ns, tcpbench, pgBin: world.pgBin, opts, echoPid: echo ? echo.pid : 0, nproc: machine.nproc };
+  const peerCtx = { ns, connectionsMax: Math.max(4096, o.idleConns + 64), threads: o.threads, nsproxyMain, nextPort: portAllocator() };
+
+  /** @type {import('./lib/report').RunRecord[]} */
+  const runs = [];
+  for (let rep = 1; rep <= o.reps; rep++) {
+    // the peers take turns at going first, so that none always follows the same one
+    const order = o.peers.map((_, i) => o.peers[(i + rep - 1) % o.peers.length]);
+    for (const w of workloads) {
+      for (const pid of order) {
+        const peer = PEERS[pid];
+        const tag = `rep ${rep}/${o.reps} ${w.id} × ${peer.id}`;
+        /** @type {import('./lib/report').RunRecord} */
+        let rec;
+        for (let attempt = 1; ; attempt++) {
+          // how much CPU did processes other than ours (and the kernel's own threads) take?
+          const [b0, t0] = cpuJiffies();
+          const own0 = procs.treeCpuSeconds(process.pid);
+          rec = await runOnce(peer, w, rep, peerCtx, runCtx);
+          const [b1, t1] = cpuJiffies();
+          const own1 = procs.treeCpuSeconds(process.pid);
+          const allSecs = (t1 - t0) / procs.CLK_TCK;
+          rec.otherCpuPct = allSecs > 0 ? Math.max(0, Math.round((((b1 - b0) / procs.CLK_TCK - (own1 - own0)) / allSecs) * 1000) / 10) : 0;
+          rec.attempts = attempt;
+          if (!o.retryBusy || !rec.ok || rec.otherCpuPct <= o.retryBusy || attempt > 2) break;
+          say(`${tag}: other processes took ${rec.otherCpuPct}% of the CPUs meanwhile; running it again`);
+          await procs.sleep(3000);
+        }
+        runs.push(rec);
+        say(
+          `${tag}: ${rec.ok ? summarize(w, rec) : 'FAILED: ' + rec.error}${rec.proxyExit ? ` [proxy ${rec.proxyExit} during the run]` : ''}` +
+            (rec.otherCpuPct && rec.otherCpuPct > 5 ? ` [others: ${rec.otherCpuPct}% CPU]` : ''),
+        );
+      }
+    }
+  }
+
+  await env.stopServers(world);
+  const loadAfter = loadavg();
+  const busyAfter = await cpuBusyPct(o.quick ? 300 : 1000);
+  say(`done; loadavg ${loadAfter.join(' ')}, CPUs ${busyAfter}% busy`);
+
+  const agg = report.aggregate(workloads, o.peers, runs);
+  const notes = buildNotes(o, runs, workloads, busyBefore, busyAfter, machine);
+  /** @type {Record<string, string>} */
+  const peerLabels = {};
+  for (const p of o.peers) peerLabels[p] = PEERS[p].label;
+  const stamp = startedAt.toISOString().replace(/\.\d+Z$/, 'Z');
+  const meta = {
+    startedAt: stamp,
+    durationSeconds: Math.round((Date.now() - T0) / 1000),
+    quick: o.quick,
+    options: { ...o, out: undefined, ...opts, connectionsMax: peerCtx.connectionsMax },
+    machine,
+    loadBefore,
+    loadAfter,
+    cpuBusyPctBefore: busyBefore,
+    cpuBusyPctAfter: busyAfter,
+    otherCpuPctMedian: (report.stat(runs.map((r) => r.otherCpuPct || 0)) || { median: 0 }).median,
+    otherCpuPctMax: (report.stat(runs.map((r) => r.otherCpuPct || 0)) || { max: 0 }).max,
+    namespace: ns.name,
+    pgUser: world.pgUser || null,
+  };
+  const md = report.markdown({ workloads, peers: o.peers, peerLabels, agg, meta, notes });
+  const json = {
+    meta,
+    peers: o.peers.map((p) => ({ id: p, label: PEERS[p].label, how: PEERS[p].how })),
+    workloads: workloads.map((w) => ({ id: w.id, title: w.title, metrics: w.metrics })),
+    summary: agg,
+    ratios: Object.fromEntries(
+      workloads.flatMap((w) => w.metrics.map((m) => [m.id, report.ratio(m, agg[m.id])])),
+    ),
+    runs,
+    notes,
+    markdown: md,
+  };
+  fs.mkdirSync(o.out, { recursive: true });
+  const file = path.join(o.out, `${stamp.replace(/:/g, '-')}${o.quick ? '-quick' : ''}.json`);
+  fs.writeFileSync(file, JSON.stringify(json, null, 2) + '\n');
+  // a --quick run does not replace the latest real numbers
+  const latest = o.quick ? 'latest-quick' : 'latest';
+  fs.writeFileSync(path.join(o.out, `${latest}.json`), JSON.stringify(json, null, 2) + '\n');
+  const hasRatio = o.peers.includes('nsproxy') && o.peers.includes('socket-proxyd');
+  if (hasRatio) fs.writeFileSync(path.join(o.out, `${latest}.svg`), report.svg({ workloads, agg, meta }));
+  const rel = (/** @type {string} */ f) => {
+    const r = path.relative(process.cwd(), path.join(o.out, f));
+    return r.startsWith("..") ? path.join(o.out, f) : r;
+  };
+  say(`wrote ${rel(path.basename(file))}, ${rel(`${latest}.json`)}${hasRatio ? ', ' + rel(`${latest}.svg`) : ''}`);
+  if (!o.jsonOnly) process.stdout.write(md + '\n');
+  const failed = runs.filter((r) => !r.ok).length;
+  if (failed) {
+    say(`${failed} of ${runs.length} runs failed (see the notes)`);
+    process.exitCode = 3;
+  }
+}
+
+/**
+ * One workload through one peer: a fresh proxy, the workload, the proxy stopped.
+ * @param {import('./lib/peers').Peer} peer
+ * @param {import('./lib/workloads').Workload} w
+ * @param {number} rep
+ * @param {import('./lib/peers').PeerCtx} peerCtx
+ * @param {import('./lib/workloads').RunCtx} runCtx
+ * @returns {Promise<import('./lib/report').RunRecord>}
+ */
+async function runOnce(peer, w, rep, peerCtx, runCtx) {
+  /** @type {import('./lib/report').RunRecord} */
+  const rec = { rep, workload: w.id, peer: peer.id, ok: false };
+  /** @type {import('./lib/peers').Endpoint | null} */
+  let ep = null;
+  try {
+    ep = await peer.start(peerCtx, targetPort(w.target));
+    const r = await w.run(runCtx, ep);
+    rec.values = r.values;
+    rec.extra = r.extra;
+    rec.ok = true;
+  } catch (err) {
+    rec.error = String((err && /** @type {Error} */ (err).message) || err);
+  }
+  if (ep && ep.proc) {
+    if (ep.proc.exitInfo) {
+      const e = ep.proc.exitInfo;
+      rec.proxyExit = e.signal ? `killed by ${e.signal}` : `exit code ${e.code}`;
+      rec.proxyOutput = (ep.proc.err.tail(5) + '\n' + ep.proc.out.tail(5)).trim();
+    }
+    await procs.stop(ep.proc);
+  }
+  return rec;
+}
+
+/**
+ * One progress line per run.
+ * @param {import('./lib/workloads').Workload} w
+ * @param {import('./lib/report').RunRecord} rec
+ */
+function summarize(w, rec) {
+  const v = rec.values || {};
+  return w.metrics
+    .filter((m) => v[m.id] !== null && v[m.id] !== undefined)
+    .map((m) => `${report.fmt(/** @type {number} */ (v[m.id]))} ${m.unit}`)
+    .join(', ');
+}
+
+/**
+ * What a reader must know to trust the table.
+ * @param {ReturnType<typeof parseArgs>} o
+ * @param {import('./lib/report').RunRecord[]} runs
+ * @param {import('./lib/workloads').Workload[]} workloads
+ * @param {number} busyBefore % of all CPUs busy just before the run
+ * @param {number} busyAfter and just after it
+ * @param {any} machine
+ */
+function buildNotes(o, runs, workloads, busyBefore, busyAfter, machine) {
+  const notes = [];
+  if (o.quick) notes.push('--quick: 1 repetition, tiny durations and 200 idle connections; this proves the harness runs, the numbers mean little.');
+  if (o.skipPgbench) notes.push('pgbench was skipped (--skip-pgbench).');
+  const others = runs.map((r) => r.otherCpuPct || 0);
+  const st = report.stat(others);
+  const retried = runs.filter((r) => (r.attempts || 1) > 1).length;
+  const stillBusy = o.retryBusy ? runs.filter((r) => (r.otherCpuPct || 0) > o.retryBusy).length : 0;
+  if (st && (st.max > 10 || busyBefore > 20)) {
+    notes.push(
+      `other processes used the CPUs during the run: ${st.median}% of all CPUs in the median run, ${st.max}% at most (${busyBefore}% just before the run, ${busyAfter}% just after). ` +
+        (o.retryBusy ? `${retried} run${retried === 1 ? ' was' : 's were'} repeated for that (above ${o.retryBusy}%), ${stillBusy} still above it after two repeats. ` : '') +
+        'Expect noise; every run\'s figure is in the JSON (otherCpuPct).',
+    );
+  }
+  notes.push(
+    `all on ${machine.nproc} CPUs: client, server and proxy share them, so proxy CPU shows up as lost throughput; ` +
+      `nsproxy and socket-proxyd get --connections-max ${Math.max(4096, o.idleConns + 64)} (socket-proxyd's default is 256, nsproxy's 4096).`,
+  );
+  if (o.workloads.includes('pingpong')) {
+    notes.push(
+      'unpinned ping-pong depends on where the scheduler puts client, server and proxy (a wake-up on the other CPU costs tens of µs on a VM), which can differ from run to run' +
+        (o.workloads.includes('pingpong1cpu') ? '; compare proxies on the "on 1 CPU" rows (all pinned to CPU 0).' : '.'),
+    );
+  }
+  if (o.peers.includes('socat')) {
+    notes.push(
+      'socat 1.7.4 (Debian 12) has neither ACCEPT-FD nor netns=, so it cannot take its listening socket from systemd-socket-activate: it listens itself (TCP-LISTEN,fork) and each connection execs nsenter + socat STDIO TCP:… in the namespace (one relay process per connection, fork+exec cost included).',
+    );
+  }
+  // the idle test, per peer, from the last repetition: what happened
+  if (o.workloads.includes('idle')) {
+    for (const p of o.peers) {
+      const rs = runs.filter((r) => r.workload === 'idle' && r.peer === p);
+      const last = rs[rs.length - 1];
+      if (!last) continue;
+      if (!last.ok) {
+        notes.push(`idle × ${p}: failed: ${last.error}`);
+        continue;
+      }
+      const x = /** @type {any} */ (last.extra);
+      if (x.opened < x.asked || (x.stillOpenAtEnd && x.stillOpenAtEnd.alive < x.opened) || x.proxyAlive === false) {
+        const errs = Object.entries(x.errors || {})
+          .filter(([, n]) => n)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ');
+        notes.push(
+          `idle × ${p}: ${x.opened} of ${x.asked} connections opened${errs ? ` (failures: ${errs})` : ''}${x.skipped ? `, ${x.skipped} not tried after repeated failures` : ''}; ` +
+            `${x.stillOpenAtEnd ? x.stillOpenAtEnd.alive : '?'} still open at the end${x.proxyAlive === false ? '; the proxy had exited' : ''}` +
+            (x.proxyAfter ? `; proxy fds ${x.proxyBefore.fds} → ${x.proxyAfter.fds}` : '') +
+            '.',
+        );
+      }
+    }
+  }
+  for (const r of runs) {
+    if (!r.ok && !(r.workload === 'idle' && r === runs.filter((q) => q.workload === 'idle' && q.peer === r.peer).pop())) {
+      notes.push(`rep ${r.rep} ${r.workload} × ${r.peer}: FAILED: ${r.error}`);
+    }
+    if (r.proxyExit) notes.push(`rep ${r.rep} ${r.workload} × ${r.peer}: the proxy exited during the run (${r.proxyExit})${r.proxyOutput ? `: ${r.proxyOutput.split('\n').pop()}` : ''}.`);
+    const x = /** @type {any} */ (r.extra);
+    if (r.ok && x && typeof x.errors === 'number' && x.errors > 0) notes.push(`rep ${r.rep} ${r.workload} × ${r.peer}: ${x.errors} failed connections (first: ${x.firstError}).`);
+  }
+  void workloads;
+  return notes;
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench: ${err && err.message ? err.message : err}\n`);
+  procs.cleanupAll();
+  process.exit(1);
+});
