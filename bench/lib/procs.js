@@ -86,9 +86,13 @@ function processTree(root) {
   }
   const out = [];
   const todo = [root];
+  // A snapshot of /proc is not a tree when a PID is reused while we read it (a child of X, then
+  // a new process with X's old PID): visit each PID once, or the walk could go round forever.
+  const seen = new Set();
   while (todo.length) {
     const pid = /** @type {number} */ (todo.pop());
-    if (!fs.existsSync(`/proc/${pid}`)) continue;
+    if (seen.has(pid) || !fs.existsSync(`/proc/${pid}`)) continue;
+    seen.add(pid);
     out.push(pid);
     for (const c of children.get(pid) || []) todo.push(c);
   }
