@@ -121,6 +121,8 @@ class Daemon {
       try {
         await this.waitReady();
       } catch (err) {
+        // Asked to stop before the target ever answered: that is a clean stop, not a failure.
+        if (this.stopReason?.kind === 'signal') return await this.shutdown(this.stopReason);
         this.engine.stop();
         throw err;
       }

@@ -40,6 +40,18 @@ t.test('--ready-timeout: nothing ever listens -> exit 1 naming what was probed w
   t.match(r.stderr, new RegExp(`127\\.0\\.0\\.1:7000 in netns ${ns} did not accept a connection within 1\\.5 s \\(last: connect ECONNREFUSED\\)`));
 });
 
+t.test('SIGTERM while waiting for the target: a clean stop (exit 0), not a failure', async (t) => {
+  if (!requireProduct(t)) return;
+  const ns = await makeNetns(t);
+  const px = spawnNsproxy(t, ['--netns', ns, '--to', '127.0.0.1:7000', '--listen', '127.0.0.1:0']);
+  await px.waitForLog((l) => l.msg === 'waiting for target', 20000);
+  px.proc.signal('SIGTERM');
+  const exit = await px.proc.exited;
+  t.equal(exit.code, 0, 'exit 0');
+  t.equal(px.stderr, '', 'nothing on stderr');
+  t.match(px.logs.find((l) => l.msg === 'stopped'), { reason: 'signal', signal: 'SIGTERM' }, '"stopped" on SIGTERM');
+});
+
 t.test('--exit-idle-time: exits 0 when idle, but never while a connection is open', async (t) => {
   if (!requireProduct(t)) return;
   const ns = await makeNetns(t);
