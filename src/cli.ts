@@ -15,38 +15,57 @@ a process's, or one made by ip netns add. For each connection nsproxy creates a 
 target namespace and splices bytes both ways in native threads; the service needs no published
 port, and nsproxy needs no helper process inside the container.`;
 
-const EPILOG = `SOCKET ACTIVATION
+const EPILOG = `READINESS AND RESTARTS
+  Before accepting anything nsproxy probes the target from inside its namespace (TCP connect)
+  until it answers or --ready-timeout passes; clients wait in the kernel backlog meanwhile. With
+  --container, when the container's process exits nsproxy stops accepting, finds the container
+  again (new PID, new namespace), waits until it answers and resumes; open connections end
+  naturally. With --pid, nsproxy exits (status 1) when the process does.
+
+SOCKET ACTIVATION
   Run as ExecStart= of a service activated by a .socket unit: the sockets systemd passes
   (LISTEN_FDS, checked against LISTEN_PID and LISTEN_PIDFDID) are used, and then no default
-  listener is opened. --listen adds listeners to them. Half-closes are forwarded (a client may
-  shut down its sending side and still read the answer) and resets are passed on.
+  listener is opened; --to NAME=... picks the target of the socket named NAME
+  (FileDescriptorName=). Type=notify works: READY=1, STATUS= with live counters, RELOADING=1
+  around a container restart, STOPPING=1, WATCHDOG=1 (WatchdogSec=). Half-closes are
+  forwarded (a client may shut down its sending side and still read the answer); resets too.
+
+ROOTLESS
+  As root nsproxy enters any namespace. As an ordinary user it reaches the namespaces of that
+  user's rootless containers with no capabilities, through a helper process (nsproxy-helper)
+  that joins the container's user namespace; other users' namespaces are refused.
 
 EXAMPLES
-  Forward 127.0.0.1:5432 on the host to PostgreSQL inside the namespace of process 4242:
-    nsproxy --pid 4242 --to 127.0.0.1:5432
+  Forward 127.0.0.1:5432 on the host to PostgreSQL in the podman container test-postgresql:
+    nsproxy --container test-postgresql --to 127.0.0.1:5432
 
-  Forward to a web server in a namespace made by "ip netns add blue", from every host address:
+  The same as ExecStart= of postgresql-activator.service (Type=notify), activated by a .socket
+  unit with ListenStream=5432, in the user's own manager next to a rootless container:
+    ExecStart=/usr/local/bin/nsproxy --container test-postgresql --to 127.0.0.1:5432
+
+  Into the namespace of process 4242, or of "ip netns add blue", from every host address:
+    nsproxy --pid 4242 --to 127.0.0.1:5432
     nsproxy --netns blue --to 10.0.0.2:80 --listen 0.0.0.0:8080
 
-  In a service started by postgresql-activator.socket (ListenStream=5432):
-    ExecStartPre=/bin/sh -c "podman inspect -f 'TARGET_PID={{.State.Pid}}' test-postgresql > %t/pg.env"
-    EnvironmentFile=-%t/pg.env
-    ExecStart=/usr/local/bin/nsproxy --pid \${TARGET_PID} --to 127.0.0.1:5432
+  The container's address on its podman network "web", exiting after 5 idle minutes:
+    nsproxy --container shop --to @web:8080 --exit-idle-time 5min
 
 EXIT STATUS
-  0  stopped by SIGTERM or SIGINT
-  1  runtime failure: cannot listen, cannot enter the namespace, target unreachable to open
-  2  bad usage or configuration: options, a --pid or --netns that does not exist, bad LISTEN_FDS
+  0  stopped by SIGTERM or SIGINT (after draining), or idle for --exit-idle-time
+  1  runtime failure: cannot listen, cannot enter the namespace, the target did not answer
+     within --ready-timeout, the container is not running, the --pid target exited
+  2  bad usage or configuration: options, a --pid or --netns that does not exist, no such
+     container, podman/runc missing, a namespace of another user, bad LISTEN_FDS
 
 ENVIRONMENT
   LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, LISTEN_PIDFDID   sockets passed by systemd (removed
                                                           from the environment once read)
-  NOTIFY_SOCKET     where READY=1, STATUS= and STOPPING=1 are sent (Type=notify)
+  NOTIFY_SOCKET, WATCHDOG_USEC   Type=notify and WatchdogSec= of the service
   JOURNAL_STREAM    when it names stdout, logs are plain lines with syslog priorities
   NSPROXY_DEBUG=1   same as --debug
 
 SEE ALSO
-  systemd.socket(5), systemd-socket-proxyd(8), ip-netns(8), podman-inspect(1)`;
+  systemd.socket(5), systemd-socket-proxyd(8), ip-netns(8), podman-inspect(1), runc-state(8)`;
 
 function packageVersion(): string {
   const manifest = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };

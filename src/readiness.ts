@@ -18,6 +18,9 @@ const PROBE_TIMEOUT_MS = 1000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Probe failures that waiting cannot cure: say so at once instead of at --ready-timeout. */
+const PERMANENT = new Set(['EAFNOSUPPORT', 'EPROTONOSUPPORT', 'EACCES', 'EPERM', 'EINVAL']);
+
 /** Resolves once every endpoint accepted a connection; throws NSPROXY_ERR_NOT_READY at the deadline. */
 export async function waitUntilReady(
   native: Native,
@@ -37,7 +40,13 @@ export async function waitUntilReady(
       if (failure === null) break;
       const elapsedMs = Date.now() - started;
       if (options.cancelled?.()) throw new NsproxyError('NSPROXY_ERR_NOT_READY', 'stopped while waiting for the target; nothing to do');
-      if (failure.syscall === 'setns' || elapsedMs >= options.timeoutMs) {
+      if (failure.syscall === 'setns' || PERMANENT.has(failure.code)) {
+        throw new NsproxyError(
+          'NSPROXY_ERR_NOT_READY',
+          `cannot probe ${formatEndpoint(endpoint)} in ${options.where}: ${failure.syscall} ${failure.code}; check the --to address (is that address family enabled in there?) and nsproxy's rights over the namespace`,
+        );
+      }
+      if (elapsedMs >= options.timeoutMs) {
         throw new NsproxyError(
           'NSPROXY_ERR_NOT_READY',
           `${formatEndpoint(endpoint)} in ${options.where} did not accept a connection within ${formatDuration(options.timeoutMs)} (last: ${failure.syscall} ${failure.code}); check that the service inside listens there, or raise --ready-timeout`,

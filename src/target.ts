@@ -146,5 +146,6 @@ export function closeTarget(target: Target, closeFd: (fd: number) => void): void
 
 /** Errors worth retrying while a container restarts: it is gone or not running for a moment. */
 export function isTransient(err: unknown): boolean {
-  return err instanceof NsproxyError && ['NSPROXY_ERR_CONTAINER_NOT_FOUND', 'NSPROXY_ERR_CONTAINER_NOT_RUNNING', 'NSPROXY_ERR_TARGET_NOT_FOUND', 'NSPROXY_ERR_NO_ADDRESS'].includes(err.code);
+  const transient = ['NSPROXY_ERR_CONTAINER_NOT_FOUND', 'NSPROXY_ERR_CONTAINER_NOT_RUNNING', 'NSPROXY_ERR_TARGET_NOT_FOUND', 'NSPROXY_ERR_NO_ADDRESS', 'NSPROXY_ERR_RUNTIME_FAILED'];
+  return err instanceof NsproxyError && transient.includes(err.code);
 }

@@ -1,6 +1,6 @@
 // podman.ts — --container with podman: `podman inspect --type container NAME`.
 import { NsproxyError } from '../errors';
-import { firstLine, runCommand, type ContainerRuntime, type ContainerState } from './runtime';
+import { runCommand, runtimeFailed, type ContainerRuntime, type ContainerState } from './runtime';
 
 interface PodmanInspect {
   Id: string;
@@ -17,7 +17,7 @@ export function podmanRuntime(env: NodeJS.ProcessEnv): ContainerRuntime {
         if (/no such (container|object)/i.test(result.stderr)) {
           throw new NsproxyError('NSPROXY_ERR_CONTAINER_NOT_FOUND', `podman has no container '${container}'; check the name with podman ps -a (as the user who runs it)`);
         }
-        throw new NsproxyError('NSPROXY_ERR_CONTAINER_NOT_FOUND', `podman inspect ${container} failed: ${firstLine(result.stderr)}; check podman works for this user`);
+        throw runtimeFailed(`podman inspect ${container}`, result);
       }
       const [data] = JSON.parse(result.stdout) as PodmanInspect[];
       if (!data) throw new NsproxyError('NSPROXY_ERR_CONTAINER_NOT_FOUND', `podman has no container '${container}'; check the name with podman ps -a`);

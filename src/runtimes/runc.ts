@@ -1,6 +1,6 @@
 // runc.ts — --container --runtime runc: `runc [--root DIR] state ID` (the OCI bundle pattern).
 import { NsproxyError } from '../errors';
-import { firstLine, runCommand, type ContainerRuntime } from './runtime';
+import { complaint, runCommand, runtimeFailed, type ContainerRuntime } from './runtime';
 
 interface RuncState {
   id: string;
@@ -14,7 +14,8 @@ export function runcRuntime(env: NodeJS.ProcessEnv, root?: string): ContainerRun
     async inspect(container) {
       const result = await runCommand('runc', [...(root ? ['--root', root] : []), 'state', container], env);
       if (result.code !== 0) {
-        const why = firstLine(result.stderr);
+        const why = complaint(result);
+        if (!/does not exist|not found/i.test(why)) throw runtimeFailed(`runc state ${container}`, result);
         throw new NsproxyError('NSPROXY_ERR_CONTAINER_NOT_FOUND', `runc has no container '${container}' (${why}); check the ID with runc${root ? ` --root ${root}` : ''} list`);
       }
       const state = JSON.parse(result.stdout) as RuncState;

@@ -25,6 +25,8 @@ export interface ContainerRuntime {
 
 export interface CommandResult {
   code: number;
+  /** the signal that killed it, if one did */
+  signal?: string;
   stdout: string;
   stderr: string;
 }
@@ -38,14 +40,29 @@ export function runCommand(command: string, args: string[], env: NodeJS.ProcessE
         return;
       }
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+      resolve({ code, signal: error?.signal ?? undefined, stdout: String(stdout), stderr: String(stderr) });
     });
   });
 }
 
-/** The first line of a CLI's complaint, for our own one-line errors (logrus' msg="..." unwrapped). */
-export function firstLine(text: string): string {
-  const line = text.trim().split('\n')[0] ?? '';
+/** One stderr line without logrus' time=... level=... wrapping ("msg" unwrapped) or "Error: ". */
+function unwrap(line: string): string {
   const logrus = /\bmsg="((?:[^"\\]|\\.)*)"/.exec(line);
-  return (logrus ? (logrus[1] as string).replace(/\\"/g, '"') : line).replace(/^Error: /, '');
+  return (logrus ? (logrus[1] as string).replace(/\\"/g, '"') : line).replace(/^Error: /, '').trim();
+}
+
+/**
+ * Why a runtime CLI failed, in one line for our own errors: its error line (not a warning that
+ * came first), else its last line, else how it ended.
+ */
+export function complaint(result: Pick<CommandResult, 'code' | 'signal' | 'stderr'>): string {
+  const lines = result.stderr.split('\n').map((line) => line.trim()).filter(Boolean);
+  const error = lines.find((line) => /^Error:|level=(error|fatal)/.test(line)) ?? lines.filter((line) => !/level=(warning|info|debug)|^WARN/.test(line)).pop() ?? lines.pop();
+  if (error) return unwrap(error);
+  return result.signal ? `killed by ${result.signal}` : `exit status ${result.code}, no message`;
+}
+
+/** A runtime CLI that failed for another reason than "no such container": worth retrying later. */
+export function runtimeFailed(command: string, result: CommandResult): NsproxyError {
+  return new NsproxyError('NSPROXY_ERR_RUNTIME_FAILED', `${command} failed: ${complaint(result)}; check that it works for this user (same environment), then retry`);
 }

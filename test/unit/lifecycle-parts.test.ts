@@ -2,11 +2,13 @@ import t from 'tap';
 
 import type { Route } from '../../src/config';
 import { formatDuration, parseDuration } from '../../src/duration';
+import { waitUntilReady } from '../../src/readiness';
 import type { HostListener } from '../../src/listeners';
 import { resolveDestination, routeListeners } from '../../src/routes';
-import { firstLine } from '../../src/runtimes/runtime';
+import { complaint } from '../../src/runtimes/runtime';
 import { formatBytes, statusLine } from '../../src/status';
 import type { Target } from '../../src/target';
+import { fakeNative } from './fake-native';
 
 t.test('durations as systemd writes them', async (t) => {
   t.equal(parseDuration('--x', '90'), 90_000);
@@ -22,10 +24,19 @@ t.test('durations as systemd writes them', async (t) => {
   t.equal(formatDuration(3210), '3.2 s');
 });
 
-t.test("runtime complaints become one clean line (logrus' msg unwrapped)", async (t) => {
-  t.equal(firstLine('time="2026-11-24T01:00:00Z" level=error msg="container does not exist"\nmore'), 'container does not exist');
-  t.equal(firstLine('Error: no such container x\n'), 'no such container x');
-  t.equal(firstLine('msg="say \\"hi\\""'), 'say "hi"');
+t.test("runtime complaints become one clean line: the error, not a warning before it", async (t) => {
+  const stderr = (text: string) => ({ code: 125, stderr: text });
+  t.equal(complaint(stderr('time="2026-11-24T01:00:00Z" level=error msg="container does not exist"\nmore')), 'container does not exist');
+  t.equal(complaint(stderr('Error: no such container x\n')), 'no such container x');
+  t.equal(complaint(stderr('msg="say \\"hi\\""')), 'say "hi"');
+  t.equal(
+    complaint(stderr('time="x" level=warning msg="\\"/\\" is not a shared mount, this could cause issues"\ncannot setresgid: Invalid argument\nError: cannot set up namespace using "/usr/bin/newuidmap": exit status 1\n')),
+    'cannot set up namespace using "/usr/bin/newuidmap": exit status 1',
+    'the Error: line wins over a warning before it',
+  );
+  t.equal(complaint(stderr('WARN[0000] something\nnewuidmap: write to uid_map failed: Operation not permitted\n')), 'newuidmap: write to uid_map failed: Operation not permitted', 'else the last non-warning line');
+  t.equal(complaint({ code: 1, signal: 'SIGKILL', stderr: '' }), 'killed by SIGKILL');
+  t.equal(complaint({ code: 3, stderr: '' }), 'exit status 3, no message');
 });
 
 const listener = (name?: string): HostListener => ({ fd: 3, address: '127.0.0.1:1', source: 'systemd', name });
@@ -49,4 +60,28 @@ t.test('STATUS= line with counters', async (t) => {
   t.equal(formatBytes(1200), '1.2 kB');
   t.equal(formatBytes(30_000_000), '30.0 MB');
   t.equal(statusLine('forwarding a to b in c', { active: 3, total: 120, bytesIn: 1_200_000, bytesOut: 30_000_000, connectFailures: 0 }), 'forwarding a to b in c; 3 active, 120 total, 1.2 MB in, 30.0 MB out');
+});
+
+t.test('readiness: retries what waiting can cure, fails at once on what it cannot', async (t) => {
+  const endpoint = { address: '::1', port: 5432, family: 6 as const };
+  const probing = (codes: string[]) => {
+    const native = fakeNative();
+    let calls = 0;
+    native.probeTcp = async () => {
+      const code = codes[calls++];
+      return code === undefined ? null : { code, errno: -1, syscall: 'connect' };
+    };
+    return { native, calls: () => calls };
+  };
+  const options = { timeoutMs: 10_000, where: 'container db', onProgress: () => undefined };
+
+  const refused = probing(['ECONNREFUSED', 'ECONNREFUSED']);
+  t.same((await waitUntilReady(refused.native, { netnsFd: 3 }, [endpoint], options)).attempts, 3, 'refused twice, then ready');
+
+  const noFamily = probing(['EAFNOSUPPORT', 'EAFNOSUPPORT']);
+  await t.rejects(waitUntilReady(noFamily.native, { netnsFd: 3 }, [endpoint], options), {
+    code: 'NSPROXY_ERR_NOT_READY',
+    message: /^cannot probe \[::1\]:5432 in container db: connect EAFNOSUPPORT; check the --to address/,
+  });
+  t.equal(noFamily.calls(), 1, 'EAFNOSUPPORT is not retried');
 });
