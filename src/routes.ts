@@ -2,7 +2,7 @@
 // named NAME (FileDescriptorName=) takes --to NAME=...; every other listener the unnamed --to.
 // Network destinations (@NETWORK:PORT) become the container's address on that network, looked
 // up again at every (re)resolution.
-import { formatEndpoint, type Endpoint } from './address';
+import type { Endpoint } from './address';
 import type { Destination, Route } from './config';
 import { NsproxyError } from './errors';
 import type { HostListener } from './listeners';
@@ -34,8 +34,4 @@ export function resolveDestination(destination: Destination, target: Target): En
     );
   }
   return { address: ip, port: destination.port, family: address?.ipv4 ? 4 : 6 };
-}
-
-export function describeDestination(destination: Destination): string {
-  return destination.kind === 'address' ? formatEndpoint(destination.endpoint) : `@${destination.network}:${destination.port}`;
 }
