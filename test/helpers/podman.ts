@@ -25,18 +25,29 @@ const IMAGE_LOCK = '/run/lock/nsproxy-test-busybox-image.lock';
 
 let confDir: string | null = null;
 
-/** Soft/hard limit pair of our own process for a /proc/self/limits row ("Max open files"). */
-function hardLimit(row: string): number | null {
-  const text = fs.readFileSync('/proc/self/limits', 'utf8');
-  const line = text.split('\n').find((l) => l.startsWith(row));
-  if (!line) return null;
-  const cols = line.slice(row.length).trim().split(/\s+/);
-  return cols[1] === 'unlimited' ? null : Number(cols[1]);
+/** `want`, capped at our own hard limit for a /proc/self/limits row ("Max open files"). */
+function capped(want: number, row: string): number {
+  const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith(row));
+  const hard = line?.slice(row.length).trim().split(/\s+/)[1];
+  return hard === undefined || hard === 'unlimited' ? want : Math.min(want, Number(hard));
 }
 
-function capped(want: number, row: string): number {
-  const hard = hardLimit(row);
-  return hard === null ? want : Math.min(want, hard);
+/**
+ * containers.conf for podman on this machine kind: runtime runc (crun refuses its hybrid
+ * cgroups) and default ulimits within our hard limits (root lacks CAP_SYS_RESOURCE here, and
+ * podman's defaults exceed them). `writer` names the helper that wrote it.
+ */
+export function containersConfText(writer: string): string {
+  const nofile = capped(20000, 'Max open files');
+  const nproc = capped(32768, 'Max processes');
+  return [
+    `# written by ${writer} for one test run`,
+    '[containers]',
+    `default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]`,
+    '[engine]',
+    'runtime = "runc"',
+    '',
+  ].join('\n');
 }
 
 /**
@@ -48,19 +59,7 @@ function capped(want: number, row: string): number {
 export function containersConf(): string {
   if (confDir === null) {
     confDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsproxy-podman-'));
-    const nofile = capped(20000, 'Max open files');
-    const nproc = capped(32768, 'Max processes');
-    fs.writeFileSync(
-      path.join(confDir, 'containers.conf'),
-      [
-        '# written by test/helpers/podman.ts for one test run',
-        '[containers]',
-        `default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]`,
-        '[engine]',
-        'runtime = "runc"',
-        '',
-      ].join('\n'),
-    );
+    fs.writeFileSync(path.join(confDir, 'containers.conf'), containersConfText('test/helpers/podman.ts'));
   }
   return path.join(confDir, 'containers.conf');
 }

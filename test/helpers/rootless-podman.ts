@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { NODE, childEnv, type TestLike } from './env';
+import { containersConfText } from './podman';
 import { runCommand, type RunResult } from './procs';
 import { findStaticBusybox, makeBusyboxRootfs, rootfsVersion } from './rootfs';
 import { alive, testUser, type TestUser } from './users';
@@ -57,13 +58,6 @@ async function ensureSubordinateIds(name: string): Promise<void> {
   if (r.code !== 0) throw new Error(`adding subordinate id ranges for ${name} failed: ${r.stderr}`);
 }
 
-/** Soft/hard limit of our own process for a /proc/self/limits row. */
-function hardLimit(row: string, want: number): number {
-  const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith(row));
-  const hard = line?.slice(row.length).trim().split(/\s+/)[1];
-  return hard === undefined || hard === 'unlimited' ? want : Math.min(want, Number(hard));
-}
-
 /** What is missing on this machine for rootless podman, or null. */
 export function rootlessProblem(): string | null {
   for (const [bin, pkg] of [['/usr/bin/podman', 'podman'], ['/usr/bin/newuidmap', 'uidmap'], ['/usr/bin/newgidmap', 'uidmap'], ['/usr/sbin/runc', 'runc']] as const) {
@@ -107,20 +101,7 @@ export async function rootlessUser(t: TestLike, name: string): Promise<RootlessU
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), `nsproxy-rootless-${process.pid}-${name}-`));
   fs.chmodSync(scratch, 0o755);
   const containersConf = path.join(scratch, 'containers.conf');
-  const nofile = hardLimit('Max open files', 20000);
-  const nproc = hardLimit('Max processes', 32768);
-  fs.writeFileSync(
-    containersConf,
-    [
-      '# written by test/helpers/rootless-podman.ts for one test run',
-      '[containers]',
-      `default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]`,
-      '[engine]',
-      'runtime = "runc"',
-      '',
-    ].join('\n'),
-    { mode: 0o644 },
-  );
+  fs.writeFileSync(containersConf, containersConfText('test/helpers/rootless-podman.ts'), { mode: 0o644 });
   const envWords = [`XDG_RUNTIME_DIR=${xdg}`, `CONTAINERS_CONF=${containersConf}`];
   const ru: RootlessUser = {
     ...user,
