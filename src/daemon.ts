@@ -126,12 +126,12 @@ class Daemon {
         this.engine.stop();
         throw err;
       }
-      this.engine.setAccepting(true);
       for (const listener of this.listeners) {
         log.info({ address: listener.address, source: listener.source, fd: listener.fd, name: listener.name }, 'listening');
       }
       log.info({ target: this.target.description, targetPid: this.target.pid, to: this.describeEndpoints(), connectionsMax: this.config.connectionsMax, threads: this.config.threads, nofile: limits.soft }, 'ready');
       this.notifier.status(this.forwardingPrefix(), { READY: 1 });
+      this.engine.setAccepting(true);  // after the log and READY=1: nobody sees traffic before them
       this.watchTarget();
 
       const reason = await this.lifetime();
@@ -242,10 +242,11 @@ class Daemon {
     this.watchTarget();
     await this.waitReady();
     if (this.stopReason) return;
-    this.engine.setAccepting(true);
-    this.following = false;
+    // Said before the first connection is accepted, so a log reader never sees traffic first.
     this.log.info({ targetPid: this.target.pid, downtimeMs: Date.now() - exitedAt }, 'target restarted');
     this.notifier.status(this.forwardingPrefix(), { READY: 1 });
+    this.following = false;
+    this.engine.setAccepting(true);
   }
 
   /** Ticks once a second (faster for short idle times) until something asks to stop. */
