@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { NODE, SERVER_JS, childEnv, type TestLike } from './env';
 import { runCommand, type RunResult } from './procs';
-import { findStaticBusybox, libraryDirs, makeBusyboxRootfs, rootfsVersion } from './rootfs';
+import { findStaticBusybox, libraryDirs, busyboxRootfsTar, rootfsVersion } from './rootfs';
 import type { ServerMode } from './namespaces';
 
 export const TEST_IMAGE = 'localhost/nsproxy-test-busybox:latest';
@@ -144,11 +144,7 @@ export async function ensureBusyboxImage(): Promise<void> {
   const oldId = old.code === 0 ? old.stdout.trim() : null;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsproxy-rootfs-'));
   try {
-    const rootfs = path.join(dir, 'rootfs');
-    makeBusyboxRootfs(rootfs, bb.path);
-    const tar = path.join(dir, 'rootfs.tar');
-    const tr = await runCommand('tar', ['--numeric-owner', '-C', rootfs, '-cf', tar, '.'], { timeoutMs: 60000 });
-    if (tr.code !== 0) throw new Error(`tar of the busybox rootfs failed: ${tr.stderr}`);
+    const tar = await busyboxRootfsTar(dir, bb.path);
     fs.mkdirSync(path.dirname(IMAGE_LOCK), { recursive: true });
     // under the lock: check again (another test file may have imported it meanwhile), then import
     const script =

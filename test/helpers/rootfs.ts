@@ -6,6 +6,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { runCommand } from './procs';
 
 /** Bump when the layout written by makeBusyboxRootfs changes (invalidates the cached image). */
 const LAYOUT_VERSION = 2;
@@ -139,4 +140,14 @@ export function libraryDirs(binaries: string[]): string[] {
     }
   }
   return [...dirs].filter((d) => fs.existsSync(d)).sort();
+}
+
+/** The busybox rootfs made in `dir`/rootfs and packed as `dir`/rootfs.tar (numeric owners), for podman import. */
+export async function busyboxRootfsTar(dir: string, busybox: string): Promise<string> {
+  const rootfs = path.join(dir, 'rootfs');
+  makeBusyboxRootfs(rootfs, busybox);
+  const tar = path.join(dir, 'rootfs.tar');
+  const tr = await runCommand('tar', ['--numeric-owner', '-C', rootfs, '-cf', tar, '.'], { timeoutMs: 60000 });
+  if (tr.code !== 0) throw new Error(`tar of the busybox rootfs failed: ${tr.stderr}`);
+  return tar;
 }

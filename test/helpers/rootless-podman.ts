@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { NODE, childEnv, type TestLike } from './env';
 import { containersConfText } from './podman';
 import { runCommand, type RunResult } from './procs';
-import { findStaticBusybox, makeBusyboxRootfs, rootfsVersion } from './rootfs';
+import { findStaticBusybox, busyboxRootfsTar, rootfsVersion } from './rootfs';
 import { alive, testUser, type TestUser } from './users';
 
 export const ROOTLESS_IMAGE = 'localhost/nsproxy-test-busybox:latest';
@@ -164,11 +164,7 @@ export async function ensureUserImage(ru: RootlessUser): Promise<void> {
   const dir = fs.mkdtempSync(path.join(ru.scratch, 'rootfs-'));
   fs.chmodSync(dir, 0o755);
   try {
-    const rootfs = path.join(dir, 'rootfs');
-    makeBusyboxRootfs(rootfs, bb.path);
-    const tar = path.join(dir, 'rootfs.tar');
-    const tr = await runCommand('tar', ['--numeric-owner', '-C', rootfs, '-cf', tar, '.'], { timeoutMs: 60000 });
-    if (tr.code !== 0) throw new Error(`tar of the busybox rootfs failed: ${tr.stderr}`);
+    const tar = await busyboxRootfsTar(dir, bb.path);
     fs.chmodSync(tar, 0o644);
     const r = await userPodman(ru, ['import', '-q', '--change', `LABEL ${IMAGE_LABEL}=${version}`, tar, ROOTLESS_IMAGE], 120000);
     if (r.code !== 0) throw new Error(`podman import as ${ru.name} failed (code ${r.code}): ${quietPodman(r.stderr)}`);
