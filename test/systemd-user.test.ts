@@ -21,7 +21,7 @@ import { readlinkSync } from 'node:fs';
 import t from 'tap';
 import { requireProduct } from './helpers/checks';
 import { childEnv } from './helpers/env';
-import { parsePgbench, pgbench, findPostgres, requirePostgres } from './helpers/postgres';
+import { assertPgbenchClean, parsePgbench, pgbench, findPostgres, requirePostgres } from './helpers/postgres';
 import { runCommand, type RunResult } from './helpers/procs';
 import { PG_GID, PG_UID, libraryDirs } from './helpers/rootfs';
 import {
@@ -213,12 +213,7 @@ t.test('pgbench -i, then -S -c4 -j2 -T5, through the socket', async (st) => {
   const init = await pgbench(e.bin, '127.0.0.1', 5432, ['-i', '-s', '1']);
   st.equal(init.code, 0, 'pgbench -i through postgresql-activator.socket', { output: init.stdout + init.stderr });
   const run = await pgbench(e.bin, '127.0.0.1', 5432, ['-c4', '-j2', '-T5', '-S']);
-  const s = parsePgbench(run);
-  const output = { output: run.stdout + run.stderr };
-  st.equal(run.code, 0, 'pgbench -S -c4 -j2 -T5 exits 0', output);
-  st.equal(s.failed, 0, 'number of failed transactions: 0', output);
-  st.same(s.errors, [], 'no error lines', output);
-  st.ok((s.processed ?? 0) > 0, `transactions processed: ${s.processed}`, output);
+  const s = assertPgbenchClean(st, run, 'pgbench -S -c4 -j2 -T5');
   st.comment(`pgbench -S -c4 -j2 -T5 through the user manager's socket and nsproxy: ${s.tps} TPS (${s.processed} transactions)`);
   const a = await e.mgr.show(ACT, ['NRestarts', 'ActiveState']);
   st.equal(`${a.ActiveState}/${a.NRestarts}`, 'active/0', 'nsproxy still the same, never restarted');

@@ -139,3 +139,17 @@ export function parsePgbench(r: RunResult): PgbenchSummary {
     errors,
   };
 }
+
+/**
+ * A pgbench run ended cleanly: exit 0, no failed transaction, no error line, transactions
+ * processed. `what` names the run in the assertions. Returns the parsed summary.
+ */
+export function assertPgbenchClean(t: tap.Test, run: RunResult, what: string): PgbenchSummary {
+  const s = parsePgbench(run);
+  const output = { output: run.stdout + run.stderr };
+  t.equal(run.code, 0, `${what} exits 0`, output);
+  t.equal(s.failed, 0, 'number of failed transactions: 0', output);
+  t.same(s.errors, [], 'no error lines in the pgbench output', output);
+  t.ok((s.processed ?? 0) > 0, `transactions processed: ${s.processed}`, output);
+  return s;
+}
