@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -35,26 +36,29 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* what
   return info[i].As<Napi::String>().Utf8Value();
 }
 
+// An fd handed to JavaScript, which closes it (fs.closeSync).
+Napi::Value FdToJs(Napi::Env env, UniqueFd fd) { return Napi::Number::New(env, fd.release()); }
+
 Napi::Value OpenNamespaceJs(const Napi::CallbackInfo& info) {
   std::string path = StringArg(info, 0, "path");
   SysError error;
-  int fd = OpenNamespace(path.c_str(), &error);
-  if (fd < 0) throw ErrnoError(info.Env(), error, path);
-  return Napi::Number::New(info.Env(), fd);
+  UniqueFd fd = OpenNamespace(path.c_str(), &error);
+  if (!fd.valid()) throw ErrnoError(info.Env(), error, path);
+  return FdToJs(info.Env(), std::move(fd));
 }
 
 Napi::Value NamespaceTypeJs(const Napi::CallbackInfo& info) {
   SysError error;
-  int type = NamespaceType(IntArg(info, 0, "fd"), &error);
-  if (type < 0) throw ErrnoError(info.Env(), error);
+  int type = 0;
+  if (!NamespaceType(IntArg(info, 0, "fd"), &type, &error)) throw ErrnoError(info.Env(), error);
   return Napi::Number::New(info.Env(), type);
 }
 
 Napi::Value OwningUsernsJs(const Napi::CallbackInfo& info) {
   SysError error;
-  int fd = OwningUserns(IntArg(info, 0, "fd"), &error);
-  if (fd < 0) throw ErrnoError(info.Env(), error);
-  return Napi::Number::New(info.Env(), fd);
+  UniqueFd fd = OwningUserns(IntArg(info, 0, "fd"), &error);
+  if (!fd.valid()) throw ErrnoError(info.Env(), error);
+  return FdToJs(info.Env(), std::move(fd));
 }
 
 Napi::Value UsernsOwnerUidJs(const Napi::CallbackInfo& info) {
@@ -66,9 +70,9 @@ Napi::Value UsernsOwnerUidJs(const Napi::CallbackInfo& info) {
 
 Napi::Value PidfdOpenJs(const Napi::CallbackInfo& info) {
   SysError error;
-  int fd = PidfdOpen(IntArg(info, 0, "pid"), &error);
-  if (fd < 0) throw ErrnoError(info.Env(), error);
-  return Napi::Number::New(info.Env(), fd);
+  UniqueFd fd = PidfdOpen(IntArg(info, 0, "pid"), &error);
+  if (!fd.valid()) throw ErrnoError(info.Env(), error);
+  return FdToJs(info.Env(), std::move(fd));
 }
 
 Napi::Value FdInodeJs(const Napi::CallbackInfo& info) {
@@ -88,9 +92,9 @@ Endpoint EndpointArgs(const Napi::CallbackInfo& info, size_t i) {
 Napi::Value ListenTcpJs(const Napi::CallbackInfo& info) {
   Endpoint where = EndpointArgs(info, 0);
   SysError error;
-  int fd = ListenTcp(where, IntArg(info, 2, "backlog"), &error);
-  if (fd < 0) throw ErrnoError(info.Env(), error, FormatEndpoint(reinterpret_cast<sockaddr*>(&where.addr)));
-  return Napi::Number::New(info.Env(), fd);
+  UniqueFd fd = ListenTcp(where, IntArg(info, 2, "backlog"), &error);
+  if (!fd.valid()) throw ErrnoError(info.Env(), error, FormatEndpoint(reinterpret_cast<sockaddr*>(&where.addr)));
+  return FdToJs(info.Env(), std::move(fd));
 }
 
 Napi::Value DescribeSocketJs(const Napi::CallbackInfo& info) {
@@ -132,6 +136,7 @@ const char* EventTypeName(Event::Type type) {
     case Event::Type::kClosed: return "closed";
     case Event::Type::kConnectFailed: return "connect-failed";
     case Event::Type::kAcceptFailed: return "accept-failed";
+    case Event::Type::kHelperRestarted: return "helper-restarted";
   }
   return "unknown";
 }
@@ -150,7 +155,10 @@ Napi::Object EventToJs(Napi::Env env, const Event& event) {
     out.Set("bytesIn", static_cast<double>(event.bytes_in));
     out.Set("bytesOut", static_cast<double>(event.bytes_out));
     out.Set("durationMs", event.duration_us / 1000.0);
+    out.Set("reset", event.reset);
   }
+  if (event.type == Event::Type::kAcceptFailed) out.Set("count", static_cast<double>(event.count));
+  if (event.type == Event::Type::kHelperRestarted) out.Set("pid", event.pid);
   if (!event.peer.empty()) out.Set("peer", event.peer);
   return out;
 }
@@ -172,16 +180,24 @@ class JsEventSink : public EventSink {
   }
 
   static void Deliver(Napi::Env env, Napi::Function callback, JsEventSink* /*context*/, JsEventSink* self) {
+    // No environment: the thread-safe function is being torn down, after its finalizer deleted
+    // the sink (Node calls the finalizer first, then this for each call still queued).
+    if (env == nullptr) return;
     std::vector<Event> batch;
     {
       std::lock_guard<std::mutex> lock(self->mutex_);
       batch.swap(self->pending_);
       self->scheduled_ = false;
     }
-    if (env == nullptr || callback.IsEmpty()) return;
-    Napi::Array events = Napi::Array::New(env, batch.size());
-    for (size_t i = 0; i < batch.size(); i++) events.Set(static_cast<uint32_t>(i), EventToJs(env, batch[i]));
-    callback.Call({events});
+    if (callback.IsEmpty()) return;
+    try {
+      Napi::Array events = Napi::Array::New(env, batch.size());
+      for (size_t i = 0; i < batch.size(); i++) events.Set(static_cast<uint32_t>(i), EventToJs(env, batch[i]));
+      callback.Call({events});
+    } catch (const Napi::Error&) {
+      // The environment is going away (a worker_thread terminated): JavaScript cannot run, and
+      // nothing is left to tell. Any other exception is the callback's, already pending in JS.
+    }
   }
 
   Napi::TypedThreadSafeFunction<JsEventSink, JsEventSink, Deliver> tsfn_;
@@ -216,6 +232,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     engine_options.threads = options.Get("threads").As<Napi::Number>().Int32Value();
     engine_options.connections_max = options.Get("connectionsMax").As<Napi::Number>().Int32Value();
     engine_options.pipe_size = options.Get("pipeSize").As<Napi::Number>().Uint32Value();
+    engine_options.connect_timeout_ms = options.Get("connectTimeoutMs").As<Napi::Number>().Int32Value();
+    engine_options.keepalive_idle_s = options.Get("keepaliveIdleS").As<Napi::Number>().Int32Value();
+    engine_options.keepalive_interval_s = options.Get("keepaliveIntervalS").As<Napi::Number>().Int32Value();
+    engine_options.keepalive_count = options.Get("keepaliveCount").As<Napi::Number>().Int32Value();
     engine_options.report_connections = options.Get("reportConnections").ToBoolean();
     engine_options.start_paused = options.Get("startPaused").ToBoolean();
     if (engine_options.threads < 1 || engine_options.connections_max < 1) {
@@ -226,6 +246,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         env, info[1].As<Napi::Function>(), "nsproxy-events", 0, 1, sink_,
         [](Napi::Env, JsEventSink* sink, JsEventSink*) { delete sink; }, sink_);
     engine_ = std::make_unique<Engine>(engine_options, sink_);
+    // When the environment goes away without stop() (a worker_thread terminated, the process
+    // exiting), the workers must be joined before the thread-safe function is finalized and
+    // deletes the sink they post to. Cleanup hooks run in reverse order of registration, and
+    // this one is registered after the thread-safe function's own.
+    // The thread-safe function is left alone there: the environment closes it (and its finalizer
+    // deletes the sink) right after; releasing it from a cleanup hook would close it twice.
+    cleanup_ = env.AddCleanupHook(std::function<void()>([this] {
+      cleanup_ = {};  // running: napi forgets it by itself
+      engine_.reset();  // stops and joins the workers: no Post() after this
+      sink_ = nullptr;
+    }));
   }
 
   ~EngineWrap() override { Shutdown(); }
@@ -233,17 +264,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  private:
   void Shutdown() {
     if (!engine_) return;
-    engine_->Stop();  // workers joined: no Post() after this
-    engine_.reset();
+    engine_.reset();  // stops and joins the workers: no Post() after this
     sink_->tsfn_.Release();  // the finalizer deletes the sink once queued batches are delivered
     sink_ = nullptr;
+    if (!cleanup_.IsEmpty()) {
+      cleanup_.Remove(Env());
+      cleanup_ = {};
+    }
   }
 
   Napi::Value AddListener(const Napi::CallbackInfo& info) {
-    Running(info);
+    Engine& engine = Running(info);
     int fd = IntArg(info, 0, "fd");
     Endpoint target = EndpointArgs(info, 1);
-    return Napi::Number::New(info.Env(), engine_->AddListener(UniqueFd(fd), target));
+    int index = -1;
+    SysError error;
+    if (!engine.AddListener(UniqueFd(fd), target, &index, &error)) throw ErrnoError(info.Env(), error);
+    return Napi::Number::New(info.Env(), index);
   }
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
@@ -275,7 +312,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Engine& engine = Running(info);
     int listener = IntArg(info, 0, "listener");
     if (listener < 0 || listener >= engine.listener_count()) throw Napi::RangeError::New(info.Env(), "no such listener");
-    engine.SetTarget(listener, EndpointArgs(info, 1));
+    SysError error;
+    if (!engine.SetTarget(listener, EndpointArgs(info, 1), &error)) throw ErrnoError(info.Env(), error);
     return info.Env().Undefined();
   }
 
@@ -296,7 +334,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   std::unique_ptr<Engine> engine_;
-  JsEventSink* sink_ = nullptr;
+  JsEventSink* sink_ = nullptr;  // owned by its thread-safe function (deleted by its finalizer)
+  Napi::Env::CleanupHook<std::function<void()>> cleanup_;
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -1,9 +1,11 @@
 // connection.h — one forwarded TCP connection: the client socket, the upstream socket created
 // inside the target netns, and the two directions between them. Knows nothing of epoll: the
-// worker calls Pump() for the directions an event concerns, and Pump() moves what it can.
+// worker calls Pump() for the directions an event concerns, and Pump() moves what it can and
+// says what the connection needs next. The rules for how a connection ends are in engine.h.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "pipe_pool.h"
 #include "syserror.h"
@@ -11,37 +13,89 @@
 
 namespace nsproxy {
 
-// One direction of a connection: bytes read from `from` go through `pipe` to `to`.
+// Reads of up to this size go recv() -> send() through a per-thread buffer; a read that fills it
+// marks the direction bulk, and from then on splice() moves it, zero-copy.
+constexpr size_t kCopyChunk = 16 * 1024;
+
+// Bytes received on the copy path that the destination did not take yet. Allocated only while
+// it holds something: an idle connection costs nothing here.
+class Spill {
+ public:
+  bool empty() const { return begin_ == end_; }
+  size_t size() const { return end_ - begin_; }
+  // Keeps n bytes; only while empty.
+  void Keep(const char* data, size_t n);
+  // Sends what it can to `fd`: the bytes sent, 0 when the socket is full, -1 with *error.
+  ssize_t SendTo(int fd, SysError* error);
+  void Clear();
+
+ private:
+  std::unique_ptr<char[]> data_;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+};
+
+// One direction of a connection: bytes read from `from` go to `to`, straight (recv+send, with a
+// Spill for what send() left) or through `pipe` (splice, for bulk).
 struct Direction {
-  int from = -1;       // not owned
-  int to = -1;         // not owned
-  Pipe pipe;           // borrowed from the pool while bytes are in flight
-  bool eof = false;    // `from` said EOF
-  bool shut = false;   // EOF forwarded: shutdown(to, SHUT_WR) done (or left to close())
-  bool bulk = false;   // large reads lately: splice (zero-copy) rather than recv()+send()
-  uint64_t bytes = 0;  // bytes delivered to `to`
+  enum class Source { kOpen, kEof, kFailed };  // how the stream read from `from` ended
+
+  int from = -1;                 // not owned
+  int to = -1;                   // not owned
+  Pipe pipe;                     // borrowed from the pool while bytes are in it
+  Spill spill;                   // copy-path leftovers; sent before anything read later
+  Source source = Source::kOpen;
+  bool shut = false;             // EOF forwarded: shutdown(to, SHUT_WR) done (or left to close())
+  bool bulk = false;             // large reads lately: splice (zero-copy) rather than recv()+send()
+  uint64_t bytes = 0;            // bytes delivered to `to`
+
+  bool empty() const { return pipe.fill == 0 && spill.empty(); }
+  bool ended() const { return source != Source::kOpen; }
+  // Everything read has been handed to `to`, and the end of the stream too.
+  bool delivered() const { return ended() && empty() && (shut || source == Source::kFailed); }
 };
 
 class Connection {
  public:
-  enum class State { kConnecting, kForwarding };
+  enum class State { kConnecting, kForwarding, kResetting };
+  // What the connection needs after a Pump().
+  enum class Next {
+    kWait,       // more events
+    kClose,      // both directions ended cleanly (FINs forwarded): close()
+    kReset,      // a side is gone and what it sent has been delivered: RST the other side
+    kFlushReset  // as kReset, but the last bytes are not on the wire yet: check again soon
+  };
 
   Connection(uint64_t id, int listener, UniqueFd client, UniqueFd upstream, uint64_t started_us);
 
   enum Which : unsigned { kUp = 1, kDown = 2, kBoth = 3 };
 
-  // The directions in `which`: move bytes until the kernel says EAGAIN (or a short read says
-  // the source is drained — not for the directions in `drain`, whose source hung up, so that a
-  // FIN queued behind the data is seen), forward EOF as shutdown(SHUT_WR), return idle pipes to
-  // the pool. False, with *error, when the connection cannot go on.
-  bool Pump(PipePool* pool, unsigned which, unsigned drain, SysError* error);
+  // Moves the directions in `which` until the kernel says EAGAIN (or a short read says the
+  // source is drained — not for directions whose source hung up, now (`hung_up`) or in an
+  // earlier event, so that a FIN queued behind the data is seen, nor for those in `drain`),
+  // forwards EOF as shutdown(SHUT_WR), returns idle pipes.
+  Next Pump(PipePool* pool, unsigned which, unsigned hung_up, unsigned drain = 0);
 
-  // Both directions have seen EOF and forwarded it: nothing is left to do.
-  bool finished() const { return up_.shut && down_.shut; }
+  // The upstream was reset before its connect was seen to complete (SO_ERROR already read).
+  void UpstreamReset(int err) { Died(kDown, "recv", err); }
 
-  // Ends the connection: pipes back to the pool, sockets closed (with RST when `reset`, so a
-  // reset on one side reaches the other instead of looking like a clean end).
-  void Close(PipePool* pool, bool reset);
+  // The source of these directions hung up while nothing was pumped (still connecting).
+  void NoteHangUp(unsigned directions) { hung_up_ |= directions; }
+
+  // An error reported by epoll on one socket (EPOLLERR). When the stream read from that socket
+  // is still open the error will come out of recv(), after the bytes that arrived before it, so
+  // nothing is done here; once that stream has ended, only SO_ERROR can tell: it is read now.
+  void OnSocketError(bool upstream);
+
+  // Ends the connection: pipes back to the pool, sockets closed (the one(s) in `reset_mask` with
+  // RST, so that a reset on one side reaches the other instead of looking like a clean end).
+  void Close(PipePool* pool, unsigned reset_mask);
+
+  // For kFlushReset: true once the side to be reset has put every byte on the wire.
+  bool ResetSideFlushed() const;
+
+  // Which socket(s) get the RST when Pump() said kReset: the survivor(s). kBoth when both died.
+  unsigned reset_mask() const;
 
   uint64_t id() const { return id_; }
   int listener() const { return listener_; }
@@ -50,11 +104,20 @@ class Connection {
   uint64_t bytes_in() const { return up_.bytes; }     // client -> target
   uint64_t bytes_out() const { return down_.bytes; }  // target -> client
   uint64_t started_us() const { return started_us_; }
+  // The first error that ended a side ({} for a clean end), for the 'closed' event.
+  const SysError& error() const { return error_; }
 
   State state = State::kConnecting;
   bool closed = false;  // closed, waiting to be freed after the current epoll batch
 
  private:
+  // kUp: the client socket (source of up_), kDown: the upstream socket (source of down_).
+  Direction& SourceOf(unsigned side) { return side == kUp ? up_ : down_; }
+  Direction& DestinationOf(unsigned side) { return side == kUp ? down_ : up_; }
+  void Died(unsigned side, const char* call, int err);
+  void Shovel(Direction* d, unsigned side, PipePool* pool, bool drain);
+  Next Decide();
+
   uint64_t id_;
   int listener_;
   UniqueFd client_;
@@ -62,6 +125,10 @@ class Connection {
   uint64_t started_us_;
   Direction up_;    // client -> upstream
   Direction down_;  // upstream -> client
+  unsigned hung_up_ = 0;   // directions whose source reported a hang-up (read them to EOF)
+  unsigned dead_ = 0;      // sides (kUp: client, kDown: upstream) known to be reset or failed
+  int dead_errno_[3] = {0, 0, 0};
+  SysError error_;
 };
 
 }  // namespace nsproxy

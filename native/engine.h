@@ -9,43 +9,66 @@
 // affects that thread only, so every socket() it makes is born inside the target netns and stays
 // there for life, while accept(), connect(), splice() and close() work on any socket whatever the
 // thread's namespace. Without the privilege to do so (a rootless target), each worker instead
-// gets its sockets from a helper process that could enter (upstream.h, ns_helper.h). Listening sockets were made in the host namespace (by systemd, or by the
-// main thread) and are simply shared: each worker watches every listener (EPOLLEXCLUSIVE when
-// there are several workers, so one wakes per connection). All signals are blocked in workers.
+// gets its sockets from a helper process that could enter (upstream.h, ns_helper.h), through a
+// non-blocking channel: a worker never waits for it. Listening sockets were made in the host
+// namespace (by systemd, or by the main thread) and are shared: each worker watches every
+// listener (EPOLLEXCLUSIVE when there are several workers, so one wakes per connection). All
+// signals are blocked in workers. Nothing a worker uses is written by another thread except
+// through Worker::Execute() (a command run on the worker's own thread) and a few atomics.
+//
+// Accepting. A worker takes a connection slot (connections_max is exact across workers) and an
+// upstream socket *before* accept(): a client is accepted only when it can be served. At the
+// limit, with no upstream socket to be had (fds exhausted; the helper's next batch on its way),
+// or when accept() fails for a reason that concerns the listener rather than one connection, the
+// worker stops watching its listeners (clients wait in the kernel backlog) until a slot frees in
+// any worker (Engine::ReleaseSlot wakes it), the batch arrives, or a 100 ms back-off ends.
+// Failures are reported at most once a second, with how many there were.
 //
 // Connection states (connection.h):
-//   accepted ──connect() in progress──▶ kConnecting ──EPOLLOUT, SO_ERROR 0──▶ kForwarding
-//        │                                   │ SO_ERROR ≠ 0 (ECONNREFUSED…)        │ both directions
-//        │ socket()/connect() fails          ▼                                     ▼ shut down
-//        └─────────────────────────────▶ closed: client closed, "connect failed" ─ closed (FIN both)
-//   kForwarding ── splice error, SO_ERROR, or a reset on either side ──▶ closed with RST both ways
+//   accepted ──connect() in progress──▶ kConnecting ──EPOLLOUT──▶ kForwarding ──▶ closed
+//                   │ refused, unreachable, or no answer in connect_timeout_ms
+//                   └──▶ closed: the client gets an RST (the nearest a proxy can come to refused)
+//   kForwarding ── a side reset, its last bytes not yet on the wire ──▶ kResetting ──▶ closed
 //
 // Both sockets are registered once, edge-triggered, for IN|OUT|RDHUP; an event runs
 // Connection::Pump() for the directions it concerns (a socket's readability feeds the direction
 // it is the source of, its writability the other), which moves what it can until EAGAIN.
 //
-// Data path of one direction (connection.cc): while its pipe is empty, recv() up to 16 KiB into
-// a per-thread buffer and send() it straight on — two calls for a small message, and a short
-// read proves the socket drained, unless the event said the peer hung up (then read to EOF, or
-// a FIN queued behind the data would never be seen). What send() cannot take is write()n into
-// the pipe. A full 16 KiB read marks the direction bulk: splice() socket → pipe → socket,
-// zero-copy, until a splice read comes back small. Pipes come from a per-worker pool and go back
-// as soon as they are empty.
-// EOF read on one side is forwarded as shutdown(SHUT_WR) on the other, once its pipe is empty
-// (half-close), and the other direction goes on. A connection is freed only after the current
-// epoll batch, so a later event in the same batch never touches freed memory.
+// Data path of one direction (connection.cc): while no pipe holds bytes, recv() up to 16 KiB into
+// a per-thread buffer and send() it straight on; what send() does not take waits in a small
+// per-direction spill buffer and goes before anything read later. A short read proves the
+// socket drained, unless its peer hung up (in this event or an earlier one: a hang-up is reported
+// once, and remembered), when the FIN may queue behind the data: then it reads on to EOF. A full
+// 16 KiB read marks the direction bulk: splice() socket → pipe → socket, zero-copy, until a
+// splice read comes back small. Pipes come from a per-worker pool, hold what they hold (their
+// real capacity, which an unprivileged user's quota may cut to 8 KiB), and go back only empty.
 //
-// Limits. `connections_max` is exact across workers: a slot is reserved (atomic) before accept(),
-// and at the limit a worker stops watching its listeners, so clients wait in the kernel backlog
-// instead of being accepted and dropped. accept() failing for lack of fds or memory pauses that
-// worker's listeners for a moment instead of spinning.
+// How a connection ends — as it would have without nsproxy:
+//   EOF on one side is forwarded as shutdown(SHUT_WR) on the other once everything read before
+//   it was delivered (half-close); the other direction goes on. Both FINs forwarded: close().
+//   A reset of one side (recv() or send() fails, or SO_ERROR when its stream had already ended)
+//   makes it dead. Linux keeps the bytes that arrived before an RST readable, so the dead side's
+//   stream is read to its end and delivered to the other side — our kernel acknowledged them, a
+//   direct peer would have had them — FIN included when it came first; then the other side is
+//   reset too (SO_LINGER 0), once its last bytes are on the wire (SIOCOUTQNSD, checked every
+//   10 ms in kResetting). Bytes for the dead side are dropped, and what its peer still sends is
+//   discarded as it arrives (recv MSG_TRUNC) rather than left to pile up in kernel memory.
+//   An EOF read from a socket whose reset a send() already reported (and so consumed) is the
+//   reset's, not a FIN, unless the reset came after a FIN (EPIPE).
+//   Engine::Stop() resets every connection still open: a transfer cut short must not look
+//   complete. TCP keepalive (keepalive_*) finds peers that vanished without a word.
+// A connection is removed from epoll before its fds close (a forked child may hold duplicates,
+// which would keep them in the set), and freed only after the current epoll batch, so a later
+// event in the same batch never touches freed memory.
 //
 // Events. Connection opened/closed (only when `report_connections`), connect and accept
-// failures (always) go to the EventSink; it must not block. Counters are atomics for stats().
+// failures and helper restarts (always) go to the EventSink; it must not block. Counters are
+// atomics for Stats().
 //
-// Control. The control plane (JavaScript) pauses and resumes accepting and moves workers to a
-// new namespace when the target restarts, by Worker::Execute(): a command queued to the worker
-// and run on its thread between two epoll batches, the caller waiting for the answer.
+// Control. The control plane (JavaScript) pauses and resumes accepting, changes targets and
+// moves workers to a new namespace when the target restarts, by Worker::Execute(): a command
+// queued to the worker and run on its thread between two epoll batches, the caller waiting for
+// the answer. A listener event later in the batch that ran a pause is ignored.
 #pragma once
 
 #include <atomic>
@@ -67,12 +90,16 @@ struct EngineOptions {
   int threads = 1;
   int connections_max = 4096;
   size_t pipe_size = 256 * 1024;
+  int connect_timeout_ms = 10000;  // a target that does not answer a SYN: 0 = the kernel's (~2 min)
+  int keepalive_idle_s = 0;        // TCP keepalive on both legs: idle time before probes, 0 = off
+  int keepalive_interval_s = 0;    // between probes
+  int keepalive_count = 0;         // unanswered probes before the connection is reset
   bool report_connections = false;
   bool start_paused = false;  // start without accepting: the target may not be ready yet
 };
 
 struct Event {
-  enum class Type { kOpened, kClosed, kConnectFailed, kAcceptFailed };
+  enum class Type { kOpened, kClosed, kConnectFailed, kAcceptFailed, kHelperRestarted };
   Type type = Type::kClosed;
   uint64_t id = 0;
   int listener = -1;
@@ -81,7 +108,17 @@ struct Event {
   uint64_t bytes_in = 0;           // client -> target
   uint64_t bytes_out = 0;          // target -> client
   uint64_t duration_us = 0;
+  uint64_t count = 0;              // accept failures: how many since the last event (rate-limited)
+  int pid = 0;                     // helper restarts: the helper that died
+  bool reset = false;              // closed: ended with a reset rather than two FINs
   std::string peer;                // client address (kOpened only)
+
+  static Event Opened(uint64_t id, int listener, std::string peer);
+  static Event Closed(uint64_t id, int listener, const SysError& error, bool reset, uint64_t bytes_in,
+                      uint64_t bytes_out, uint64_t duration_us);
+  static Event ConnectFailed(uint64_t id, int listener, const SysError& error);
+  static Event AcceptFailed(int listener, const SysError& error, uint64_t count);
+  static Event HelperRestarted(int pid, const SysError& why);
 };
 
 class EventSink {
@@ -114,8 +151,9 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Before Start(): forward what `fd` accepts to `target`. Takes ownership of fd.
-  int AddListener(UniqueFd fd, const Endpoint& target);
+  // Before Start(): forward what `fd` accepts to `target`. Takes ownership of fd; *index is
+  // the listener's number in events.
+  bool AddListener(UniqueFd fd, const Endpoint& target, int* index, SysError* error);
 
   // Starts the workers; each has entered the namespace when this returns true.
   bool Start(SysError* error);
@@ -132,9 +170,9 @@ class Engine {
   // `userns_fd` as in EngineOptions.
   bool EnterNetns(int netns_fd, int userns_fd, SysError* error);
 
-  // Changes where a listener's connections go. Only while not accepting: the workers read
-  // targets only when they accept, and SetAccepting() orders these writes before their reads.
-  void SetTarget(int listener, const Endpoint& target);
+  // Changes where a listener's connections go from now on. Each worker keeps its own copy of
+  // the targets and updates it on its own thread (Worker::Execute): nothing is shared.
+  bool SetTarget(int listener, const Endpoint& target, SysError* error);
   int listener_count() const { return static_cast<int>(listeners_.size()); }
 
   EngineStats Stats() const;
@@ -144,7 +182,12 @@ class Engine {
 
   // A slot for one more connection, or false at connections_max.
   bool ReserveSlot();
+  // Frees a slot, and wakes the workers that stopped accepting at the limit: a slot freed by
+  // one worker's connection is as good for any other.
   void ReleaseSlot();
+  // A worker stopped accepting at the limit / resumed. ParkAtLimit() returns false when a slot
+  // freed meanwhile (the worker should not park, or it might never be woken).
+  bool ParkAtLimit(Worker* worker);
 
   EngineOptions options_;
   EventSink* sink_;
@@ -153,6 +196,7 @@ class Engine {
   bool started_ = false;
 
   std::atomic<int64_t> active_{0};
+  std::atomic<int> parked_{0};  // workers parked at the connection limit
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> bytes_in_{0};
   std::atomic<uint64_t> bytes_out_{0};

@@ -11,41 +11,40 @@
 
 namespace nsproxy {
 
-int OpenNamespace(const char* path, SysError* error) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return error->Set("open");
+UniqueFd OpenNamespace(const char* path, SysError* error) {
+  UniqueFd fd(open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) error->Set("open");
   return fd;
 }
 
-int NamespaceType(int fd, SysError* error) {
-  int type = ioctl(fd, NS_GET_NSTYPE);
-  if (type >= 0) return type;
-  if (errno == ENOTTY || errno == EINVAL) return 0;  // not an nsfs file
-  return error->Set("ioctl");
+bool NamespaceType(int fd, int* type, SysError* error) {
+  *type = ioctl(fd, NS_GET_NSTYPE);
+  if (*type >= 0) return true;
+  *type = 0;
+  return errno == ENOTTY || errno == EINVAL || error->Set("ioctl");  // ENOTTY, EINVAL: not an nsfs file
 }
 
-int OwningUserns(int fd, SysError* error) {
-  int userns = ioctl(fd, NS_GET_USERNS);
-  if (userns < 0) return error->Set("ioctl");
-  fcntl(userns, F_SETFD, FD_CLOEXEC);
+UniqueFd OwningUserns(int fd, SysError* error) {
+  // The ioctl returns a new fd without close-on-exec: set it before anything could fork.
+  UniqueFd userns(ioctl(fd, NS_GET_USERNS));
+  if (!userns.valid()) {
+    error->Set("ioctl");
+  } else if (fcntl(userns.get(), F_SETFD, FD_CLOEXEC) < 0) {
+    error->Set("fcntl");
+    userns.reset();
+  }
   return userns;
 }
 
 bool UsernsOwnerUid(int userns_fd, uid_t* uid, SysError* error) {
-  if (ioctl(userns_fd, NS_GET_OWNER_UID, uid) == 0) return true;
-  error->Set("ioctl");
-  return false;
+  return ioctl(userns_fd, NS_GET_OWNER_UID, uid) == 0 || error->Set("ioctl");
 }
 
-bool EnterNetns(int fd, SysError* error) {
-  if (setns(fd, CLONE_NEWNET) == 0) return true;
-  error->Set("setns");
-  return false;
-}
+bool EnterNetns(int fd, SysError* error) { return setns(fd, CLONE_NEWNET) == 0 || error->Set("setns"); }
 
-int PidfdOpen(pid_t pid, SysError* error) {
-  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) return error->Set("pidfd_open");
+UniqueFd PidfdOpen(pid_t pid, SysError* error) {
+  UniqueFd fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!fd.valid()) error->Set("pidfd_open");
   return fd;
 }
 

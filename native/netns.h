@@ -9,18 +9,19 @@
 #include <cstdint>
 
 #include "syserror.h"
+#include "unique_fd.h"
 
 namespace nsproxy {
 
 // open(path, O_RDONLY|O_CLOEXEC): a /proc/PID/ns/net or a bind mount under /run/netns.
 // Keeping the fd pins the namespace and avoids resolving the path again.
-int OpenNamespace(const char* path, SysError* error);
+UniqueFd OpenNamespace(const char* path, SysError* error);
 
-// The CLONE_NEW* type of a namespace fd (ioctl NS_GET_NSTYPE), 0 if the fd is not a namespace.
-int NamespaceType(int fd, SysError* error);
+// The CLONE_NEW* type of a namespace fd (ioctl NS_GET_NSTYPE) in *type, 0 if the fd is not a namespace.
+bool NamespaceType(int fd, int* type, SysError* error);
 
-// The user namespace that owns namespace `fd` (ioctl NS_GET_USERNS): a new fd.
-int OwningUserns(int fd, SysError* error);
+// The user namespace that owns namespace `fd` (ioctl NS_GET_USERNS).
+UniqueFd OwningUserns(int fd, SysError* error);
 
 // The uid that created user namespace `userns_fd` (ioctl NS_GET_OWNER_UID).
 bool UsernsOwnerUid(int userns_fd, uid_t* uid, SysError* error);
@@ -29,7 +30,7 @@ bool UsernsOwnerUid(int userns_fd, uid_t* uid, SysError* error);
 bool EnterNetns(int fd, SysError* error);
 
 // pidfd_open(pid, 0): holds the process without a PID-reuse race.
-int PidfdOpen(pid_t pid, SysError* error);
+UniqueFd PidfdOpen(pid_t pid, SysError* error);
 
 // The inode of a pidfd (what systemd >= 259 puts in $LISTEN_PIDFDID), 0 on failure.
 uint64_t FdInode(int fd);

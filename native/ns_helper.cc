@@ -9,10 +9,14 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "netns.h"
 
@@ -31,8 +35,6 @@ struct Reply {
   int32_t count;
   int32_t err;
 };
-
-constexpr int kChannelFd = 3;  // where the child keeps its end of the channel
 
 // In the child: send `count` fds (possibly 0) with a reply header. Async-signal-safe.
 bool SendReply(int channel, const Reply& reply, const int* fds) {
@@ -54,25 +56,47 @@ bool SendReply(int channel, const Reply& reply, const int* fds) {
   return sendmsg(channel, &msg, MSG_NOSIGNAL) >= 0;
 }
 
+// In the child: close every fd from `low` up except the sorted `keep`. close_range(2) where the
+// kernel has it (5.9+); otherwise one close() per possible fd, up to the fd limit.
+void CloseAllBut(const int* keep, int count) {
+  unsigned low = 0;
+  bool ranged = true;
+  for (int i = 0; i <= count && ranged; i++) {
+    unsigned high = i < count ? static_cast<unsigned>(keep[i]) : ~0U;
+    if (high > low) ranged = syscall(SYS_close_range, low, high - 1, 0) == 0;
+    low = i < count ? high + 1 : low;
+  }
+  if (ranged) return;
+  rlimit limit{};
+  int max_fd = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY ? static_cast<int>(limit.rlim_cur) : 65536;
+  for (int fd = 0; fd < max_fd; fd++) {
+    if (std::find(keep, keep + count, fd) == keep + count) close(fd);
+  }
+}
+
 // The helper process after fork(): async-signal-safe calls only, then _exit.
 [[noreturn]] void HelperMain(pid_t parent, int channel, int userns_fd, int netns_fd) {
+  // stdin/out/err stay (so a crash message could still be seen); everything else goes first.
+  int keep[] = {0, 1, 2, channel, userns_fd, netns_fd};
+  std::sort(std::begin(keep), std::end(keep));
+  CloseAllBut(keep, 6);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(1);  // the parent died before PDEATHSIG was armed
   prctl(PR_SET_NAME, "nsproxy-helper");
+  prctl(PR_SET_DUMPABLE, 0);
   struct sigaction ignore {};
   ignore.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &ignore, nullptr);
 
   Reply hello{0, 0, 0};
   if (setns(userns_fd, CLONE_NEWUSER) < 0 || setns(netns_fd, CLONE_NEWNET) < 0) hello.err = errno;
-  // Keep only the channel: no listener, no namespace fd, nothing of the daemon's.
-  if (channel != kChannelFd && dup2(channel, kChannelFd) < 0) _exit(1);
-  syscall(SYS_close_range, kChannelFd + 1, ~0U, 0);
-  if (!SendReply(kChannelFd, hello, nullptr) || hello.err != 0) _exit(1);
+  close(userns_fd);
+  close(netns_fd);
+  if (!SendReply(channel, hello, nullptr) || hello.err != 0) _exit(1);
 
   for (;;) {
     Request request;
-    ssize_t n = recv(kChannelFd, &request, sizeof request, 0);
+    ssize_t n = recv(channel, &request, sizeof request, 0);
     if (n == 0) _exit(0);  // the daemon closed the channel
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -89,10 +113,16 @@ bool SendReply(int channel, const Reply& reply, const int* fds) {
       }
       fds[reply.count++] = fd;
     }
-    bool sent = SendReply(kChannelFd, reply, fds);
+    bool sent = SendReply(channel, reply, fds);
     for (int i = 0; i < reply.count; i++) close(fds[i]);
     if (!sent) _exit(1);
   }
+}
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 }  // namespace
@@ -112,10 +142,7 @@ void NsHelper::Kill() {
 bool NsHelper::Spawn(int userns_fd, int netns_fd, SysError* error) {
   Kill();
   int pair[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
-    error->Set("socketpair");
-    return false;
-  }
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) return error->Set("socketpair");
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
@@ -128,34 +155,50 @@ bool NsHelper::Spawn(int userns_fd, int netns_fd, SysError* error) {
   close(pair[1]);
   pid_ = pid;
   channel_.reset(pair[0]);
-
-  // The helper's first word: did it get into the namespaces?
-  int family = 0;
-  std::vector<int> none;
-  if (!Receive(true, &family, &none, error)) {
-    if (error->err == ECONNRESET || error->err == EPIPE) error->Set("fork", ECHILD);
+  if (fcntl(channel_.get(), F_SETFL, O_NONBLOCK) < 0) {
+    error->Set("fcntl");
     Kill();
     return false;
   }
-  fcntl(channel_.get(), F_SETFL, fcntl(channel_.get(), F_GETFL) | O_NONBLOCK);
   return true;
+}
+
+bool NsHelper::WaitHello(int timeout_ms, SysError* error) {
+  const int64_t deadline = NowMs() + timeout_ms;
+  for (;;) {
+    int family = -1;
+    std::vector<int> none;
+    SysError attempt;  // EAGAIN is not a failure: only the last word goes to *error
+    if (Receive(&family, &none, &attempt)) {
+      if (family == 0) return true;
+      for (int fd : none) close(fd);
+      continue;  // a late reply of an earlier helper cannot be: but never take it for the hello
+    }
+    if (attempt.err != EAGAIN) {
+      *error = attempt;
+      if (attempt.err == ECONNRESET) error->Set("fork", ECHILD);
+      Kill();
+      return false;
+    }
+    int64_t left = deadline - NowMs();
+    pollfd p{channel_.get(), POLLIN, 0};
+    if (left <= 0 || (poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR)) {
+      error->Set("poll", left <= 0 ? ETIMEDOUT : errno);
+      Kill();
+      return false;
+    }
+  }
 }
 
 bool NsHelper::Request(int family, int count, SysError* error) {
   ::nsproxy::Request request{family, count};
-  if (send(channel_.get(), &request, sizeof request, MSG_NOSIGNAL) != sizeof request) {
-    error->Set("send");
-    return false;
+  if (send(channel_.get(), &request, sizeof request, MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof request) {
+    return error->Set("send", errno == EPIPE ? ECONNRESET : errno);
   }
   return true;
 }
 
-bool NsHelper::Receive(bool wait, int* family, std::vector<int>* out, SysError* error) {
-  if (wait) {
-    pollfd p{channel_.get(), POLLIN, 0};
-    while (poll(&p, 1, 5000) < 0 && errno == EINTR) {
-    }
-  }
+bool NsHelper::Receive(int* family, std::vector<int>* out, SysError* error) {
   Reply reply{};
   char control[CMSG_SPACE(sizeof(int) * kMaxBatch)];
   iovec iov{&reply, sizeof reply};
@@ -164,15 +207,10 @@ bool NsHelper::Receive(bool wait, int* family, std::vector<int>* out, SysError* 
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
-  ssize_t n = recvmsg(channel_.get(), &msg, MSG_CMSG_CLOEXEC | (wait ? 0 : MSG_DONTWAIT));
-  if (n < 0) {
-    error->Set("recvmsg");
-    return false;
-  }
-  if (n == 0) {
-    error->Set("recvmsg", ECONNRESET);  // the helper is gone
-    return false;
-  }
+  ssize_t n = recvmsg(channel_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n < 0) return error->Set("recvmsg");
+  if (n == 0) return error->Set("recvmsg", ECONNRESET);  // the helper is gone
+  // Out of fds here, the kernel drops what it cannot install (MSG_CTRUNC): take what came.
   for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
     if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
     size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -180,30 +218,36 @@ bool NsHelper::Receive(bool wait, int* family, std::vector<int>* out, SysError* 
     out->insert(out->end(), fds, fds + count);
   }
   *family = reply.family;
-  if (reply.err != 0) {
-    error->Set("setns", reply.err);  // a failure in the helper: setns, or socket
-    if (reply.family != 0) error->syscall = "socket";
-    return false;
-  }
+  if (reply.err != 0) return error->Set(reply.family == 0 ? "setns" : "socket", reply.err);
   return true;
 }
 
-int SocketInNetns(int netns_fd, int userns_fd, int family, SysError* error) {
+UniqueFd SocketInNetns(int netns_fd, int userns_fd, int family, SysError* error) {
   if (userns_fd < 0) {
-    if (!EnterNetns(netns_fd, error)) return -1;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-    if (fd < 0) error->Set("socket");
+    if (!EnterNetns(netns_fd, error)) return UniqueFd();
+    UniqueFd fd(socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!fd.valid()) error->Set("socket");
     return fd;
   }
   NsHelper helper;
-  std::vector<int> fds;
-  int got_family = 0;
-  if (!helper.Spawn(userns_fd, netns_fd, error) || !helper.Request(family, 1, error) ||
-      !helper.Receive(true, &got_family, &fds, error)) {
-    for (int fd : fds) close(fd);
-    return -1;
+  if (!helper.Spawn(userns_fd, netns_fd, error) || !helper.WaitHello(5000, error) || !helper.Request(family, 1, error)) {
+    return UniqueFd();
   }
-  return fds.empty() ? error->Set("recvmsg", EPROTO) : fds[0];
+  std::vector<int> fds;
+  pollfd p{helper.channel(), POLLIN, 0};
+  if (poll(&p, 1, 5000) <= 0) {
+    error->Set("poll", ETIMEDOUT);
+    return UniqueFd();
+  }
+  int got_family = 0;
+  bool ok = helper.Receive(&got_family, &fds, error);
+  for (size_t i = 1; i < fds.size(); i++) close(fds[i]);
+  if (!ok) {
+    if (!fds.empty()) close(fds[0]);
+    return UniqueFd();
+  }
+  if (fds.empty()) error->Set("recvmsg", EPROTO);
+  return UniqueFd(fds.empty() ? -1 : fds[0]);
 }
 
 }  // namespace nsproxy

@@ -8,8 +8,14 @@
 // socketpair with SCM_RIGHTS. The daemon itself stays in the host namespaces, holds no
 // capabilities, and connects and splices the sockets it receives as it would its own.
 //
-// The child runs only async-signal-safe calls (it was forked from a multithreaded process),
-// holds no fd but its channel, dies with its parent (PR_SET_PDEATHSIG) and ignores SIGPIPE.
+// The child runs only async-signal-safe calls (it was forked from a multithreaded process).
+// Its first act is to close every fd but the three it needs, so that it never holds a
+// duplicate of a daemon socket (an fd stays in an epoll set until its last duplicate closes).
+// It dies with its parent (PR_SET_PDEATHSIG), ignores SIGPIPE, and is not dumpable (no core,
+// no ptrace by other processes of the user: it holds capabilities in the user namespace).
+//
+// The daemon's end of the channel is non-blocking: a worker never waits for the helper except
+// in WaitHello(), which is bounded and used only before the worker serves anything.
 #pragma once
 
 #include <sys/types.h>
@@ -28,20 +34,26 @@ class NsHelper {
   NsHelper(const NsHelper&) = delete;
   NsHelper& operator=(const NsHelper&) = delete;
 
-  // Forks a helper that joins `userns_fd` then `netns_fd`. True once the helper said it is in.
+  // Forks a helper that joins `userns_fd` then `netns_fd`. Returns at once: the helper says
+  // whether it got in with its first reply (family 0), which Receive() or WaitHello() takes.
   bool Spawn(int userns_fd, int netns_fd, SysError* error);
+  // Waits up to `timeout_ms` for the first reply. False with *error: the helper could not
+  // enter (setns and its errno), died (ECHILD), or said nothing in time (ETIMEDOUT).
+  bool WaitHello(int timeout_ms, SysError* error);
   void Kill();
 
   bool running() const { return pid_ > 0; }
-  // The daemon's end of the channel (non-blocking SOCK_SEQPACKET): readable when sockets arrive.
+  pid_t pid() const { return pid_; }
+  // The daemon's end of the channel (non-blocking SOCK_SEQPACKET): readable when replies arrive.
   int channel() const { return channel_.get(); }
 
   // Asks for `count` (1..kMaxBatch) new TCP sockets of `family` (AF_INET, AF_INET6).
   bool Request(int family, int count, SysError* error);
 
-  // Receives one reply: appends the sockets to *out and sets *family. Returns false with
-  // *error on failure; EAGAIN when no reply is there yet (unless `wait`).
-  bool Receive(bool wait, int* family, std::vector<int>* out, SysError* error);
+  // One reply, if there is one: appends the sockets to *out and sets *family (0: the hello).
+  // False with *error: EAGAIN when no reply is waiting, ECONNRESET when the helper is gone,
+  // setns/socket with the helper's errno when it failed.
+  bool Receive(int* family, std::vector<int>* out, SysError* error);
 
   static constexpr int kMaxBatch = 32;
 
@@ -52,6 +64,6 @@ class NsHelper {
 
 // One socket of `family` made inside the netns: in this thread with setns() when `userns_fd`
 // is -1 (the caller must then be on a thread of its own), else through a one-shot helper.
-int SocketInNetns(int netns_fd, int userns_fd, int family, SysError* error);
+UniqueFd SocketInNetns(int netns_fd, int userns_fd, int family, SysError* error);
 
 }  // namespace nsproxy

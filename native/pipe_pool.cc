@@ -25,15 +25,23 @@ bool PipePool::Get(Pipe* pipe, SysError* error) {
     return true;
   }
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
-    error->Set("pipe2");
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) return error->Set("pipe2");
+  // Larger pipes mean fewer splice calls per megabyte. The kernel may refuse (EPERM above
+  // pipe-max-size, or past the per-user quota fs.pipe-user-pages-soft, where an unprivileged
+  // user's new pipes even shrink to 8 KiB): then the pipe keeps what it has, and its real
+  // capacity, asked for below, is what splice() is given.
+  (void)fcntl(fds[0], F_SETPIPE_SZ, static_cast<int>(size_));
+  int capacity = fcntl(fds[0], F_GETPIPE_SZ);
+  if (capacity <= 0) {
+    error->Set("fcntl");
+    close(fds[0]);
+    close(fds[1]);
     return false;
   }
-  // Larger pipes mean fewer splice calls per megabyte. The kernel may refuse (pipe-max-size,
-  // or the per-user pipe quota for unprivileged users); then the default size is fine.
-  fcntl(fds[0], F_SETPIPE_SZ, static_cast<int>(size_));
-  int capacity = fcntl(fds[0], F_GETPIPE_SZ);
-  *pipe = Pipe{fds[0], fds[1], capacity > 0 ? static_cast<size_t>(capacity) : 65536, 0};
+  pipe->read = fds[0];
+  pipe->write = fds[1];
+  pipe->capacity = static_cast<size_t>(capacity);
+  pipe->fill = 0;
   return true;
 }
 

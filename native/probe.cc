@@ -12,7 +12,7 @@ namespace nsproxy {
 
 int ProbeTcp(int netns_fd, int userns_fd, const Endpoint& target, int timeout_ms, const char** syscall) {
   SysError error;
-  UniqueFd fd(SocketInNetns(netns_fd, userns_fd, target.family(), &error));
+  UniqueFd fd = SocketInNetns(netns_fd, userns_fd, target.family(), &error);
   if (!fd.valid()) {
     *syscall = error.syscall;
     return error.err;

@@ -53,16 +53,17 @@ std::string FormatEndpoint(const sockaddr* addr) {
   return "";
 }
 
-int ListenTcp(const Endpoint& where, int backlog, SysError* error) {
+UniqueFd ListenTcp(const Endpoint& where, int backlog, SysError* error) {
   UniqueFd fd(socket(where.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
-  if (!fd.valid()) return error->Set("socket");
   int one = 1;
-  if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) return error->Set("setsockopt");
-  // Accepted sockets inherit TCP_NODELAY: small request/response protocols (PostgreSQL) want it.
-  if (setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) return error->Set("setsockopt");
-  if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&where.addr), where.len) < 0) return error->Set("bind");
-  if (listen(fd.get(), backlog) < 0) return error->Set("listen");
-  return fd.release();
+  bool ok = (fd.valid() || error->Set("socket")) &&
+            (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 || error->Set("setsockopt")) &&
+            // Accepted sockets inherit TCP_NODELAY: small request/response protocols (PostgreSQL) want it.
+            (setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0 || error->Set("setsockopt")) &&
+            (bind(fd.get(), reinterpret_cast<const sockaddr*>(&where.addr), where.len) == 0 || error->Set("bind")) &&
+            (listen(fd.get(), backlog) == 0 || error->Set("listen"));
+  if (!ok) fd.reset();
+  return fd;
 }
 
 static int IntOption(int fd, int level, int name, int* value) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "syserror.h"
+#include "unique_fd.h"
 
 namespace nsproxy {
 
@@ -24,8 +25,8 @@ bool ParseEndpoint(const std::string& ip, int port, Endpoint* out);
 // "127.0.0.1:5432" or "[::1]:5432".
 std::string FormatEndpoint(const sockaddr* addr);
 
-// A non-blocking, close-on-exec TCP socket bound to `where` and listening; -1 and *error on failure.
-int ListenTcp(const Endpoint& where, int backlog, SysError* error);
+// A non-blocking, close-on-exec TCP socket bound to `where` and listening.
+UniqueFd ListenTcp(const Endpoint& where, int backlog, SysError* error);
 
 // What a passed file descriptor is, as far as nsproxy cares.
 struct SocketInfo {

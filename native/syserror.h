@@ -1,5 +1,9 @@
 // syserror.h — how the N-API-free layers report a failed system call: the errno and the call's name.
 // The addon turns one into a JS Error shaped like Node's own (see errors.h).
+//
+// One convention throughout native/: a function that can fail takes a SysError* and says whether
+// it succeeded with its return value — false, or an invalid UniqueFd for functions that make an
+// fd — having filled in *error.
 #pragma once
 
 #include <cerrno>
@@ -12,11 +16,11 @@ struct SysError {
 
   explicit operator bool() const { return err != 0; }
 
-  // Records errno for `call`; returns -1 so callers can `return error->Set("x");`.
-  int Set(const char* call, int e = errno) {
+  // Records errno (or `e`) for `call`; returns false so that callers can `return error->Set("x");`.
+  bool Set(const char* call, int e = errno) {
     err = e;
     syscall = call;
-    return -1;
+    return false;
   }
 };
 

@@ -10,6 +10,11 @@
 
 namespace nsproxy {
 
+namespace {
+constexpr int kHelloTimeoutMs = 5000;
+constexpr size_t kThreadModeSpares = 1;  // per family: the socket taken before an accept() that found nobody
+}  // namespace
+
 UpstreamSockets::~UpstreamSockets() { Drop(); }
 
 void UpstreamSockets::Drop() {
@@ -31,79 +36,75 @@ bool UpstreamSockets::Enter(int netns_fd, int userns_fd, SysError* error) {
   }
   netns_.reset(fcntl(netns_fd, F_DUPFD_CLOEXEC, 0));
   userns_.reset(fcntl(userns_fd, F_DUPFD_CLOEXEC, 0));
-  if (!netns_.valid() || !userns_.valid()) {
-    error->Set("fcntl");
-    return false;
-  }
-  return Spawn(error);
-}
-
-bool UpstreamSockets::Spawn(SysError* error) {
+  if (!netns_.valid() || !userns_.valid()) return error->Set("fcntl");
   generation_++;
-  return helper_.Spawn(userns_.get(), netns_.get(), error);
+  return helper_.Spawn(userns_.get(), netns_.get(), error) && helper_.WaitHello(kHelloTimeoutMs, error);
 }
 
 bool UpstreamSockets::Respawn(SysError* error) {
-  Drop();
-  return Spawn(error);
-}
-
-void UpstreamSockets::Accept(int family, std::vector<int>* fds) {
-  Pool& pool = PoolFor(family);
-  pool.fds.insert(pool.fds.end(), fds->begin(), fds->end());
-  pool.requested = false;
-  fds->clear();
+  for (Pool* pool : {&v4_, &v6_}) pool->requested = false;  // those requests died with the helper
+  generation_++;
+  return helper_.Spawn(userns_.get(), netns_.get(), error);
 }
 
 void UpstreamSockets::Prefill(int family) {
   if (!helper_mode_ || !helper_.running()) return;
   Pool& pool = PoolFor(family);
-  SysError ignored;
+  SysError ignored;  // a dead helper shows up as EOF on its channel: OnReadable() handles it
   if (!pool.requested && pool.fds.size() < static_cast<size_t>(kLow)) {
     pool.requested = helper_.Request(family, kBatch, &ignored);
   }
 }
 
-void UpstreamSockets::OnReadable() {
-  std::vector<int> fds;
+UpstreamSockets::News UpstreamSockets::OnReadable() {
+  News news;
   for (;;) {
     int family = 0;
+    std::vector<int> fds;
     SysError error;
-    bool ok = helper_.Receive(false, &family, &fds, &error);
-    if (family != 0) Accept(family, &fds);
+    bool ok = helper_.Receive(&family, &fds, &error);
+    if (family == AF_INET || family == AF_INET6) {
+      Pool& pool = PoolFor(family);
+      pool.fds.insert(pool.fds.end(), fds.begin(), fds.end());
+      pool.requested = false;
+      news.sockets = news.sockets || !fds.empty();
+    } else {
+      for (int fd : fds) close(fd);
+    }
     if (!ok) {
-      if (error.err == ECONNRESET) helper_.Kill();  // gone: Take() spawns a new one
-      return;
+      if (error.err == EAGAIN) return news;
+      // Gone (ECONNRESET: killed, or exited after failing to enter), or it failed to make
+      // sockets: either way this helper is done. The caller respawns one.
+      news.helper_died = true;
+      news.died_pid = helper_.pid();
+      news.failure = error;
+      helper_.Kill();
+      return news;
     }
   }
 }
 
-int UpstreamSockets::Take(int family, SysError* error) {
-  if (!helper_mode_) {
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-    if (fd < 0) error->Set("socket");
+UniqueFd UpstreamSockets::Take(int family, SysError* error) {
+  Pool& pool = PoolFor(family);
+  if (!pool.fds.empty()) {
+    UniqueFd fd(pool.fds.back());
+    pool.fds.pop_back();
+    Prefill(family);
     return fd;
   }
-  if (!helper_.running() && !Respawn(error)) return -1;
-  Pool& pool = PoolFor(family);
-  if (pool.fds.empty()) {
-    // Nothing ready: ask (unless asked already) and wait for this family's batch.
-    if (!pool.requested && !(pool.requested = helper_.Request(family, kBatch, error))) return -1;
-    std::vector<int> fds;
-    while (pool.fds.empty()) {
-      int got = 0;
-      bool ok = helper_.Receive(true, &got, &fds, error);
-      if (got != 0) Accept(got, &fds);
-      if (!ok) {
-        if (error->err == ECONNRESET) helper_.Kill();
-        if (pool.fds.empty()) return -1;
-      }
-    }
+  if (!helper_mode_) {
+    UniqueFd fd(socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!fd.valid()) error->Set("socket");
+    return fd;
   }
-  int fd = pool.fds.back();
-  pool.fds.pop_back();
   Prefill(family);
-  return fd;
+  error->Set("socket", EAGAIN);
+  return UniqueFd();
+}
+
+void UpstreamSockets::Return(int family, UniqueFd fd) {
+  Pool& pool = PoolFor(family);
+  if (helper_mode_ || pool.fds.size() < kThreadModeSpares) pool.fds.push_back(fd.release());
 }
 
 }  // namespace nsproxy

@@ -9,7 +9,7 @@
 #include <sys/prctl.h>
 #include <time.h>
 
-#include <future>
+#include <algorithm>
 #include <string>
 
 #include "netns.h"
@@ -31,13 +31,37 @@ uint64_t NowUs() {
 
 constexpr int kAcceptBatch = 64;
 constexpr uint64_t kAcceptBackoffUs = 100 * 1000;
+constexpr uint64_t kAcceptReportUs = 1000 * 1000;   // accept failures: one event a second at most
+constexpr uint64_t kRespawnBackoffUs = 1000 * 1000;
+constexpr uint64_t kFlushCheckUs = 10 * 1000;       // kResetting connections are checked this often
 constexpr size_t kIdlePipes = 64;
+// Unprivileged users share a pipe quota (fs.pipe-user-pages-soft): keep few idle pipes.
+constexpr size_t kIdlePipesUnprivileged = 8;
 constexpr uint32_t kSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
+// accept4() errors that concern only the connection being accepted (accept(2), "Error
+// handling"): the next one may be fine. Anything else means the listener or the process is in
+// trouble, and retrying at once would spin.
+bool PerConnectionAcceptError(int err) {
+  switch (err) {
+    case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN:
+    case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool SetInt(int fd, int level, int name, int value, SysError* error) {
+  return setsockopt(fd, level, name, &value, sizeof value) == 0 || error->Set("setsockopt");
+}
 
 }  // namespace
 
 Worker::Worker(Engine* engine, int index)
-    : engine_(engine), index_(index), pipes_(engine->options_.pipe_size, kIdlePipes) {}
+    : engine_(engine),
+      index_(index),
+      pipes_(engine->options_.pipe_size, engine->options_.userns_fd >= 0 ? kIdlePipesUnprivileged : kIdlePipes) {}
 
 Worker::~Worker() {
   RequestStop();
@@ -51,7 +75,7 @@ bool Worker::Start(SysError* error) {
   thread_ = std::thread([this, ready = std::move(ready)]() mutable {
     SysError setup_error;
     bool ok = Setup(&setup_error);
-    ready.set_value(setup_error);
+    ready.set_value(ok ? SysError{} : setup_error);  // only a failure's error counts
     if (ok) Loop();
   });
   *error = result.get();
@@ -68,24 +92,16 @@ bool Worker::Setup(SysError* error) {
   pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals are the main thread's business
   std::string name = "nsproxy-eng" + std::to_string(index_);
   prctl(PR_SET_NAME, name.c_str());
+  for (auto& listener : engine_->listeners_) targets_.push_back(listener->target);
 
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_.valid()) {
-    error->Set("epoll_create1");
-    return false;
-  }
+  if (!epoll_.valid()) return error->Set("epoll_create1");
   wake_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!wake_.valid()) {
-    error->Set("eventfd");
-    return false;
-  }
+  if (!wake_.valid()) return error->Set("eventfd");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = Pack(this, kWake);
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) {
-    error->Set("epoll_ctl");
-    return false;
-  }
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) return error->Set("epoll_ctl");
   // From here on, every upstream socket is born in the target namespace.
   if (!EnterNetns(engine_->options_.netns_fd, engine_->options_.userns_fd, error)) return false;
   accepting_ = !engine_->options_.start_paused;
@@ -95,13 +111,18 @@ bool Worker::Setup(SysError* error) {
 
 static void Wake(int fd) {
   uint64_t one = 1;
-  ssize_t ignored = write(fd, &one, sizeof one);
-  (void)ignored;
+  // Fails only when the counter would overflow: then a wake-up is pending anyway.
+  (void)!write(fd, &one, sizeof one);
 }
 
 void Worker::RequestStop() {
   if (!wake_.valid()) return;
   stop_requested_ = true;
+  Wake(wake_.get());
+}
+
+void Worker::WakeFromLimit() {
+  limit_woken_ = true;
   Wake(wake_.get());
 }
 
@@ -123,9 +144,12 @@ SysError Worker::Execute(std::function<SysError()> command) {
 
 void Worker::RunCommands() {
   uint64_t count;
-  ssize_t ignored = read(wake_.get(), &count, sizeof count);  // reset the eventfd
-  (void)ignored;
+  (void)!read(wake_.get(), &count, sizeof count);  // reset the eventfd; EAGAIN: already reset
   if (stop_requested_) stopping_ = true;
+  if (limit_woken_.exchange(false) && paused_at_limit_) {
+    paused_at_limit_ = false;
+    UpdateListenerWatch();
+  }
   std::vector<Command> commands;
   {
     std::lock_guard<std::mutex> lock(commands_mutex_);
@@ -135,12 +159,20 @@ void Worker::RunCommands() {
 }
 
 bool Worker::EnterNetns(int netns_fd, int userns_fd, SysError* error) {
+  waiting_for_sockets_ = false;
+  respawn_helper_at_ = 0;
   bool ok = upstream_.Enter(netns_fd, userns_fd, error);
   if (ok) {
-    for (auto& listener : engine_->listeners_) upstream_.Prefill(listener->target.family());
+    for (const Endpoint& target : targets_) upstream_.Prefill(target.family());
   }
   WatchHelper();
+  UpdateListenerWatch();
   return ok;
+}
+
+void Worker::SetTarget(int index, const Endpoint& target) {
+  if (index >= 0 && static_cast<size_t>(index) < targets_.size()) targets_[index] = target;
+  upstream_.Prefill(target.family());
 }
 
 // A new helper brings a new channel: put it in the epoll set (a closed one left it by itself).
@@ -149,7 +181,38 @@ void Worker::WatchHelper() {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = Pack(&upstream_, kHelper);
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, upstream_.channel(), &ev) == 0) watched_helper_ = upstream_.generation();
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, upstream_.channel(), &ev) == 0) {
+    watched_helper_ = upstream_.generation();
+  } else {
+    SysError error;
+    error.Set("epoll_ctl");
+    Post(Event::HelperRestarted(0, error));
+  }
+}
+
+void Worker::OnHelperReadable() {
+  UpstreamSockets::News news = upstream_.OnReadable();
+  if (news.sockets && waiting_for_sockets_) {
+    waiting_for_sockets_ = false;
+    UpdateListenerWatch();
+  }
+  if (!news.helper_died) return;
+  // Killed, or it could not make a socket: a new one takes over. Sockets already made stay
+  // good (a socket keeps its namespace), and so do the connections using them.
+  Post(Event::HelperRestarted(news.died_pid, news.failure));
+  RespawnHelper();
+}
+
+void Worker::RespawnHelper() {
+  SysError error;
+  if (!upstream_.Respawn(&error)) {
+    Post(Event::HelperRestarted(0, error));
+    respawn_helper_at_ = NowUs() + kRespawnBackoffUs;
+    return;
+  }
+  respawn_helper_at_ = 0;
+  WatchHelper();
+  for (const Endpoint& target : targets_) upstream_.Prefill(target.family());
 }
 
 void Worker::SetAccepting(bool accepting) {
@@ -158,9 +221,9 @@ void Worker::SetAccepting(bool accepting) {
 }
 
 // Listeners are watched unless the control plane paused us, the connection limit is reached,
-// or accept() ran out of resources a moment ago.
+// accept() ran out of resources a moment ago, or (helper mode) no upstream socket is ready.
 void Worker::UpdateListenerWatch() {
-  WatchListeners(accepting_ && !paused_at_limit_ && resume_accept_at_us_ == 0);
+  WatchListeners(accepting_ && !paused_at_limit_ && resume_accept_at_ == 0 && !waiting_for_sockets_);
 }
 
 void Worker::Join() {
@@ -172,29 +235,64 @@ void Worker::WatchListeners(bool watch) {
   if (watch == watching_listeners_) return;
   const bool shared = engine_->options_.threads > 1;
   for (auto& listener : engine_->listeners_) {
-    if (watch) {
-      epoll_event ev{};
-      ev.events = EPOLLIN | (shared ? static_cast<uint32_t>(EPOLLEXCLUSIVE) : 0u);
-      ev.data.u64 = Pack(listener.get(), kListener);
-      epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener->fd.get(), &ev);
-    } else {
-      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener->fd.get(), nullptr);
+    epoll_event ev{};
+    ev.events = EPOLLIN | (shared ? static_cast<uint32_t>(EPOLLEXCLUSIVE) : 0u);
+    ev.data.u64 = Pack(listener.get(), kListener);
+    int rc = watch ? epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener->fd.get(), &ev)
+                   : epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener->fd.get(), nullptr);
+    if (rc < 0 && errno != EEXIST && errno != ENOENT) {
+      SysError error;
+      error.Set("epoll_ctl");
+      AcceptFailed(listener.get(), error);
     }
   }
   watching_listeners_ = watch;
 }
 
+int Worker::NextTimeoutMs(Clock now) const {
+  Clock next = 0;
+  auto sooner = [&next](Clock at) { if (at != 0 && (next == 0 || at < next)) next = at; };
+  sooner(resume_accept_at_);
+  sooner(respawn_helper_at_);
+  if (!connect_deadlines_.empty()) sooner(connect_deadlines_.front().first);
+  if (!flushing_.empty()) sooner(now + kFlushCheckUs);
+  if (next == 0) return -1;
+  return next <= now ? 0 : static_cast<int>((next - now + 999) / 1000);
+}
+
+void Worker::OnTimers(Clock now) {
+  if (resume_accept_at_ != 0 && now >= resume_accept_at_) {
+    resume_accept_at_ = 0;
+    UpdateListenerWatch();
+  }
+  if (respawn_helper_at_ != 0 && now >= respawn_helper_at_) RespawnHelper();
+  while (!connect_deadlines_.empty() && connect_deadlines_.front().first <= now) {
+    auto found = by_id_.find(connect_deadlines_.front().second);
+    connect_deadlines_.pop_front();
+    if (found != by_id_.end() && found->second->state == Connection::State::kConnecting) {
+      SysError timeout;
+      timeout.Set("connect", ETIMEDOUT);
+      ConnectFailed(found->second, timeout);
+    }
+  }
+  for (size_t i = 0; i < flushing_.size();) {
+    Connection* conn = flushing_[i];
+    if (conn->ResetSideFlushed()) {
+      Finish(conn, conn->reset_mask());  // removes it from flushing_
+    } else {
+      i++;
+    }
+  }
+}
+
 void Worker::Loop() {
   epoll_event events[128];
   while (!stopping_) {
-    int timeout_ms = -1;
-    if (resume_accept_at_us_ != 0) {
-      uint64_t now = NowUs();
-      timeout_ms = now >= resume_accept_at_us_ ? 0 : static_cast<int>((resume_accept_at_us_ - now) / 1000 + 1);
-    }
-    int n = epoll_wait(epoll_.get(), events, 128, timeout_ms);
+    int n = epoll_wait(epoll_.get(), events, 128, NextTimeoutMs(NowUs()));
     if (n < 0 && errno != EINTR) {
-      Post(Event{Event::Type::kAcceptFailed, 0, -1, errno, "epoll_wait"});
+      SysError error;
+      error.Set("epoll_wait");
+      Post(Event::AcceptFailed(-1, error, 1));
       break;
     }
     for (int i = 0; i < n; i++) {
@@ -204,12 +302,11 @@ void Worker::Loop() {
           RunCommands();
           break;
         case kListener:
-          OnListenerReady(static_cast<Listener*>(ptr));
+          // Not after a pause earlier in this batch (a command, the limit, a backoff).
+          if (watching_listeners_) OnListenerReady(static_cast<Listener*>(ptr));
           break;
         case kHelper:
-          upstream_.OnReadable();
-          break;
-        default:
+          OnHelperReadable();
           break;
         case kClient:
         case kUpstream: {
@@ -217,24 +314,17 @@ void Worker::Loop() {
           if (!conn->closed) OnConnectionEvent(conn, (events[i].data.u64 & kTagMask) == kUpstream, events[i].events);
           break;
         }
+        default:
+          break;
       }
     }
-    for (Connection* conn : closed_) delete conn;
     closed_.clear();
-    if (resume_accept_at_us_ != 0 && NowUs() >= resume_accept_at_us_) {
-      resume_accept_at_us_ = 0;
-      UpdateListenerWatch();
-    }
+    OnTimers(NowUs());
   }
-  // Stopping: every connection still open is closed here, on the thread that owns it.
+  // Stopping: every connection still open is cut, on the thread that owns it, with a reset:
+  // a transfer that did not finish must not look complete to either end.
   WatchListeners(false);
-  for (Connection* conn : connections_) {
-    conn->Close(&pipes_, false);
-    engine_->ReleaseSlot();
-    delete conn;
-  }
-  connections_.clear();
-  for (Connection* conn : closed_) delete conn;
+  while (!connections_.empty()) Finish(connections_.begin()->first, Connection::kBoth);
   closed_.clear();
   {
     std::lock_guard<std::mutex> lock(commands_mutex_);
@@ -243,76 +333,106 @@ void Worker::Loop() {
   RunCommands();  // whoever already waits in Execute() gets an answer
 }
 
+void Worker::AcceptFailed(Listener* listener, const SysError& error) {
+  accept_errors_unreported_++;
+  Clock now = NowUs();
+  if (now - accept_error_posted_at_ < kAcceptReportUs && accept_error_posted_at_ != 0) return;
+  accept_error_posted_at_ = now;
+  Post(Event::AcceptFailed(listener ? listener->index : -1, error, accept_errors_unreported_));
+  accept_errors_unreported_ = 0;
+}
+
 void Worker::OnListenerReady(Listener* listener) {
+  const int family = targets_[listener->index].family();
   for (int i = 0; i < kAcceptBatch; i++) {
     if (!engine_->ReserveSlot()) {
-      // At --connections-max: leave the rest in the kernel backlog until a slot frees.
-      paused_at_limit_ = true;
+      // At --connections-max: leave the rest in the kernel backlog until a slot frees, here
+      // or in another worker (Engine::ReleaseSlot wakes us).
+      paused_at_limit_ = engine_->ParkAtLimit(this);
+      UpdateListenerWatch();
+      if (paused_at_limit_) return;
+      continue;
+    }
+    // The upstream socket first: a client is accepted only when it can be served.
+    SysError error;
+    UniqueFd upstream = upstream_.Take(family, &error);
+    if (!upstream.valid()) {
+      engine_->ReleaseSlot();
+      if (error.err == EAGAIN) {
+        waiting_for_sockets_ = true;  // the helper's next batch is on its way
+      } else {
+        AcceptFailed(listener, error);
+        resume_accept_at_ = NowUs() + kAcceptBackoffUs;  // out of fds, most likely: back off
+      }
       UpdateListenerWatch();
       return;
     }
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
-    int fd = accept4(listener->fd.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
+    UniqueFd client(accept4(listener->fd.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!client.valid()) {
       int err = errno;
       engine_->ReleaseSlot();
-      if (err == EAGAIN || err == EWOULDBLOCK) return;
-      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
-      Post(Event{Event::Type::kAcceptFailed, 0, listener->index, err, "accept4"});
-      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        resume_accept_at_us_ = NowUs() + kAcceptBackoffUs;  // out of resources: back off, don't spin
-        UpdateListenerWatch();
-      }
+      upstream_.Return(family, std::move(upstream));
+      if (err == EAGAIN) return;
+      if (PerConnectionAcceptError(err)) continue;
+      error.Set("accept4", err);
+      AcceptFailed(listener, error);
+      resume_accept_at_ = NowUs() + kAcceptBackoffUs;  // never spin on a listener in trouble
+      UpdateListenerWatch();
       return;
     }
-    StartConnection(listener, UniqueFd(fd), peer);
+    StartConnection(listener, std::move(client), std::move(upstream), peer);
   }
 }
 
-void Worker::StartConnection(Listener* listener, UniqueFd client, const sockaddr_storage& peer) {
-  uint64_t id = engine_->next_id_.fetch_add(1, std::memory_order_relaxed);
-  const Endpoint& target = listener->target;
+void Worker::StartConnection(Listener* listener, UniqueFd client, UniqueFd upstream, const sockaddr_storage& peer) {
+  const EngineOptions& options = engine_->options_;
+  const uint64_t id = engine_->next_id_.fetch_add(1, std::memory_order_relaxed);
+  const Endpoint& target = targets_[listener->index];
+  const int client_fd = client.get(), upstream_fd = upstream.get();
+  auto owned = std::make_unique<Connection>(id, listener->index, std::move(client), std::move(upstream), NowUs());
+  Connection* conn = owned.get();
+  connections_.emplace(conn, std::move(owned));
+  by_id_.emplace(id, conn);
+  if (options.report_connections) {
+    Post(Event::Opened(id, listener->index, FormatEndpoint(reinterpret_cast<const sockaddr*>(&peer))));
+  }
+
   SysError error;
-  UniqueFd upstream(upstream_.Take(target.family(), &error));  // born in the target netns
-  WatchHelper();
-  if (!error) {
-    int one = 1;
-    setsockopt(upstream.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(upstream.get(), reinterpret_cast<const sockaddr*>(&target.addr), target.len) < 0 &&
-        errno != EINPROGRESS) {
-      error.Set("connect");
+  bool ok = SetInt(upstream_fd, IPPROTO_TCP, TCP_NODELAY, 1, &error);
+  if (ok && options.keepalive_idle_s > 0) {
+    // Both legs, when both are TCP: a client on a Unix socket (a .socket unit's ListenStream=
+    // /path) has no keepalive, and needs none: it cannot vanish without its kernel saying so.
+    const bool tcp_client = peer.ss_family == AF_INET || peer.ss_family == AF_INET6;
+    for (int fd : {tcp_client ? client_fd : -1, upstream_fd}) {
+      if (fd < 0) continue;
+      ok = ok && SetInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1, &error) &&
+           SetInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, options.keepalive_idle_s, &error) &&
+           SetInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, options.keepalive_interval_s, &error) &&
+           SetInt(fd, IPPROTO_TCP, TCP_KEEPCNT, options.keepalive_count, &error);
     }
   }
-  auto* conn = new Connection(id, listener->index, std::move(client), std::move(upstream), NowUs());
-  connections_.insert(conn);
-  if (error) {
-    ConnectFailed(conn, error);
-    return;
+  if (ok && connect(upstream_fd, reinterpret_cast<const sockaddr*>(&target.addr), target.len) < 0 && errno != EINPROGRESS) {
+    ok = error.Set("connect");
   }
+  if (!ok) return ConnectFailed(conn, error);
+
   epoll_event ev{};
   ev.events = kSocketEvents;
   ev.data.u64 = Pack(conn, kClient);
-  bool ok = epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, conn->client_fd(), &ev) == 0;
-  ev.data.u64 = Pack(conn, kUpstream);
-  ok = ok && epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, conn->upstream_fd(), &ev) == 0;
-  if (!ok) {
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, client_fd, &ev) < 0) {
     error.Set("epoll_ctl");
-    Finish(conn, error, true);
-    return;
+    return ConnectFailed(conn, error);
   }
-  if (engine_->options_.report_connections) {
-    Event opened{Event::Type::kOpened, id, listener->index};
-    opened.peer = FormatEndpoint(reinterpret_cast<const sockaddr*>(&peer));
-    Post(std::move(opened));
+  ev.data.u64 = Pack(conn, kUpstream);
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, upstream_fd, &ev) < 0) {
+    error.Set("epoll_ctl");
+    return ConnectFailed(conn, error);
   }
-}
-
-static int PendingSocketError(int fd) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return errno;
-  return err;
+  if (options.connect_timeout_ms > 0) {
+    connect_deadlines_.emplace_back(NowUs() + static_cast<Clock>(options.connect_timeout_ms) * 1000, id);
+  }
 }
 
 // Which directions an edge on one socket can move: its readability feeds the direction it is
@@ -325,47 +445,73 @@ static unsigned DirectionsFor(bool upstream, uint32_t events) {
   return (readable ? source : 0) | (writable ? destination : 0);
 }
 
+static int PendingSocketError(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return errno;
+  return err;
+}
+
 void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events) {
-  SysError error;
   unsigned which = DirectionsFor(upstream, events);
   // A hang-up on a source: read it to the end, a short read does not prove it drained.
   const unsigned source = upstream ? Connection::kDown : Connection::kUp;
-  unsigned drain = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ? source : 0u;
-  if (conn->state == Connection::State::kConnecting) {
-    if (!upstream) {
-      // The client may go away before the target answers; anything it sent waits in its socket.
-      if ((events & EPOLLERR) && (error.err = PendingSocketError(conn->client_fd())) != 0) {
-        error.syscall = "recv";
-        Finish(conn, error, true);
+  const unsigned hung_up = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ? source : 0u;
+  unsigned drain = 0;
+  switch (conn->state) {
+    case Connection::State::kConnecting: {
+      // Until the target answers, the client's bytes (and its FIN) wait in its socket; a
+      // hang-up reported meanwhile is remembered (edges come once).
+      if (!upstream) return conn->NoteHangUp(hung_up);
+      // A clean EPOLLOUT means connected; only an error or hang-up needs SO_ERROR to say why.
+      int err = (events & (EPOLLERR | EPOLLHUP)) ? PendingSocketError(conn->upstream_fd()) : 0;
+      if (err == ECONNRESET || err == EPIPE) {
+        // Not a failed connect: the target accepted, and maybe wrote, then reset before this
+        // event was handled. What it wrote is still to be read and delivered.
+        conn->UpstreamReset(err);
+      } else if (err != 0) {
+        SysError error;
+        error.Set("connect", err);
+        return ConnectFailed(conn, error);
+      } else if (!(events & EPOLLOUT)) {
+        return;  // still connecting
       }
-      return;
+      conn->state = Connection::State::kForwarding;
+      which = drain = Connection::kBoth;  // the client may have sent (and shut down) meanwhile:
+                                          // its edges came while we were not reading
+      break;
     }
-    // A clean EPOLLOUT means connected; only an error or hang-up needs SO_ERROR to say why.
-    int err = (events & (EPOLLERR | EPOLLHUP)) ? PendingSocketError(conn->upstream_fd()) : 0;
-    if (err != 0) {
-      error.Set("connect", err);
-      ConnectFailed(conn, error);
-      return;
-    }
-    if (!(events & EPOLLOUT)) return;  // still connecting
-    conn->state = Connection::State::kForwarding;
-    which = drain = Connection::kBoth;  // the client may have sent (and gone) while we connected
-  } else if (events & EPOLLERR) {
-    // A reset on a side whose direction is already done would go unnoticed by splice().
-    int err = PendingSocketError(upstream ? conn->upstream_fd() : conn->client_fd());
-    if (err != 0) {
-      error.Set(upstream ? "recv" : "send", err);
-      Finish(conn, error, true);
-      return;
-    }
+    case Connection::State::kResetting:
+      // Only the survivor's last bytes are moving; Pump() says when they are out. An error on
+      // the survivor ends the wait: nothing more will reach its peer.
+      if (events & EPOLLERR) return Finish(conn, Connection::kBoth);
+      break;
+    case Connection::State::kForwarding:
+      if (events & EPOLLERR) conn->OnSocketError(upstream);
+      break;
   }
   uint64_t in_before = conn->bytes_in(), out_before = conn->bytes_out();
-  bool ok = conn->Pump(&pipes_, which, drain, &error);
+  Connection::Next next = conn->Pump(&pipes_, which, hung_up, drain);
   AccountBytes(conn, in_before, out_before);
-  if (!ok) {
-    Finish(conn, error, true);
-  } else if (conn->finished()) {
-    Finish(conn, error, false);
+  Apply(conn, next);
+}
+
+void Worker::Apply(Connection* conn, Connection::Next next) {
+  switch (next) {
+    case Connection::Next::kWait:
+      break;
+    case Connection::Next::kClose:
+      Finish(conn, 0);
+      break;
+    case Connection::Next::kReset:
+      Finish(conn, conn->reset_mask());
+      break;
+    case Connection::Next::kFlushReset:
+      if (conn->state != Connection::State::kResetting) {
+        conn->state = Connection::State::kResetting;
+        flushing_.push_back(conn);
+      }
+      break;
   }
 }
 
@@ -376,26 +522,30 @@ void Worker::AccountBytes(Connection* conn, uint64_t in_before, uint64_t out_bef
 
 void Worker::ConnectFailed(Connection* conn, const SysError& error) {
   engine_->connect_failures_.fetch_add(1, std::memory_order_relaxed);
-  Post(Event{Event::Type::kConnectFailed, conn->id(), conn->listener(), error.err, error.syscall});
-  // The client gets a prompt, clean EOF: nothing was forwarded, nothing to reset.
-  Finish(conn, SysError{}, false);
+  Post(Event::ConnectFailed(conn->id(), conn->listener(), error));
+  // A proxy that accepted cannot refuse any more; the nearest to "connection refused" is a
+  // reset before any byte, which the client's next read or write reports as an error.
+  Finish(conn, Connection::kUp);
 }
 
-void Worker::Finish(Connection* conn, const SysError& error, bool reset) {
-  conn->Close(&pipes_, reset);
-  connections_.erase(conn);
-  closed_.push_back(conn);
+void Worker::Finish(Connection* conn, unsigned reset_mask) {
+  // Out of the epoll set before close(): a duplicate of the fd in a forked child (a helper,
+  // a probe, libuv's fork+exec) would otherwise keep it there, and its events would come for
+  // a connection that is gone.
+  for (int fd : {conn->client_fd(), conn->upstream_fd()}) {
+    if (fd >= 0) (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);  // ENOENT: never added
+  }
+  const bool reset = reset_mask != 0 || conn->error();
+  conn->Close(&pipes_, reset_mask);
+  if (conn->state == Connection::State::kResetting) flushing_.erase(std::find(flushing_.begin(), flushing_.end(), conn));
+  by_id_.erase(conn->id());
+  auto owned = connections_.find(conn);
+  closed_.push_back(std::move(owned->second));
+  connections_.erase(owned);
   engine_->ReleaseSlot();
   if (engine_->options_.report_connections) {
-    Event closed{Event::Type::kClosed, conn->id(), conn->listener(), error.err, error.syscall};
-    closed.bytes_in = conn->bytes_in();
-    closed.bytes_out = conn->bytes_out();
-    closed.duration_us = NowUs() - conn->started_us();
-    Post(std::move(closed));
-  }
-  if (paused_at_limit_) {
-    paused_at_limit_ = false;
-    UpdateListenerWatch();
+    Post(Event::Closed(conn->id(), conn->listener(), conn->error(), reset, conn->bytes_in(), conn->bytes_out(),
+                       NowUs() - conn->started_us()));
   }
 }
 

@@ -4,16 +4,19 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "connection.h"
 #include "engine.h"
 #include "pipe_pool.h"
+#include "sockets.h"
 #include "syserror.h"
 #include "unique_fd.h"
 #include "upstream.h"
@@ -34,25 +37,40 @@ class Worker {
   // This is how the control plane pauses accepting or moves the worker to another namespace.
   SysError Execute(std::function<SysError()> command);
 
+  // From any thread: a connection slot freed; if this worker parked at the limit, it resumes.
+  void WakeFromLimit();
+  // The parked flag, for Engine::ParkAtLimit / ReleaseSlot.
+  std::atomic<bool> parked_at_limit{false};
+
   // On the worker thread only (from Execute): accept or not, whatever the other reasons say.
   void SetAccepting(bool accepting);
   // On the worker thread only: make upstream sockets in another namespace from now on.
   bool EnterNetns(int netns_fd, int userns_fd, SysError* error);
+  // On the worker thread only: where listener `index` forwards to from now on.
+  void SetTarget(int index, const Endpoint& target);
 
  private:
+  using Clock = uint64_t;  // CLOCK_MONOTONIC, µs
+
   void Run();
   bool Setup(SysError* error);  // on the worker thread
   void Loop();
+  int NextTimeoutMs(Clock now) const;
+  void OnTimers(Clock now);
 
   void OnListenerReady(Listener* listener);
-  void StartConnection(Listener* listener, UniqueFd client, const sockaddr_storage& peer);
+  void StartConnection(Listener* listener, UniqueFd client, UniqueFd upstream, const sockaddr_storage& peer);
   void OnConnectionEvent(Connection* conn, bool upstream, uint32_t events);
-  void Finish(Connection* conn, const SysError& error, bool reset);
+  void Apply(Connection* conn, Connection::Next next);
+  void Finish(Connection* conn, unsigned reset_mask);
   void ConnectFailed(Connection* conn, const SysError& error);
+  void AcceptFailed(Listener* listener, const SysError& error);
 
   void WatchListeners(bool watch);
   void UpdateListenerWatch();
   void WatchHelper();
+  void OnHelperReadable();
+  void RespawnHelper();
   void RunCommands();
   void AccountBytes(Connection* conn, uint64_t in_before, uint64_t out_before);
   void Post(Event event);
@@ -61,18 +79,28 @@ class Worker {
   int index_;
   std::thread thread_;
   UniqueFd epoll_;
-  UniqueFd wake_;  // eventfd: RequestStop() writes it
+  UniqueFd wake_;  // eventfd: RequestStop(), Execute() and WakeFromLimit() write it
   PipePool pipes_;
   UpstreamSockets upstream_;
-  uint64_t watched_helper_ = 0;  // generation of the helper channel in the epoll set
-  std::unordered_set<Connection*> connections_;
-  std::vector<Connection*> closed_;  // freed after the current epoll batch
+  std::vector<Endpoint> targets_;  // per listener: this worker's own copy
+  uint64_t watched_helper_ = 0;    // generation of the helper channel in the epoll set
+  std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
+  std::vector<std::unique_ptr<Connection>> closed_;  // freed after the current epoll batch
+  // Connections in kConnecting, oldest first (all share one timeout): (deadline, id).
+  std::deque<std::pair<Clock, uint64_t>> connect_deadlines_;
+  std::unordered_map<uint64_t, Connection*> by_id_;
+  std::vector<Connection*> flushing_;  // kResetting: waiting for their last bytes to leave
   bool watching_listeners_ = false;
   bool accepting_ = true;              // the control plane's wish (paused while the target restarts)
   bool paused_at_limit_ = false;
-  uint64_t resume_accept_at_us_ = 0;  // after EMFILE and friends; 0 = not backing off
+  bool waiting_for_sockets_ = false;   // helper mode, pool empty: a batch is on its way
+  Clock resume_accept_at_ = 0;         // after EMFILE and friends; 0 = not backing off
+  Clock respawn_helper_at_ = 0;        // a helper that failed to start is tried again then
+  Clock accept_error_posted_at_ = 0;   // accept failures are reported at most once a second
+  uint64_t accept_errors_unreported_ = 0;
   bool stopping_ = false;              // the loop's own copy of stop_requested_
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> limit_woken_{false};
 
   struct Command {
     std::function<SysError()> run;

@@ -32,6 +32,10 @@ export interface Config {
   /** undefined: never exit for idleness */
   exitIdleTimeMs?: number;
   drainTimeoutMs: number;
+  /** upstream connect() timeout; 0: the kernel's own (~2 min of SYN retries) */
+  connectTimeoutMs: number;
+  /** TCP keepalive idle time on both legs; 0: off */
+  keepaliveMs: number;
   connectionsMax: number;
   backlog: number;
   threads: number;
@@ -49,6 +53,8 @@ export interface RawOptions {
   readyTimeout?: string | string[];
   exitIdleTime?: string | string[];
   drainTimeout?: string | string[];
+  connectTimeout?: string | string[];
+  keepalive?: string | string[];
   to?: string | string[];
   listen?: string | string[];
   connectionsMax?: string | string[];
@@ -150,6 +156,12 @@ function duration(name: string, value: string | undefined, fallbackMs: number): 
   return value === undefined ? fallbackMs : parseDuration(`--${name}`, value);
 }
 
+/** A duration where 0, "off" and "infinity" mean "none" (0). */
+function offOrDuration(name: string, value: string | undefined, fallbackMs: number): number {
+  if (value === 'off' || value === 'infinity' || value === 'no') return 0;
+  return duration(name, value, fallbackMs);
+}
+
 export function buildConfig(raw: RawOptions): Config {
   const target = targetSpec(raw);
   const routes = parseRoutes(raw, target);
@@ -167,6 +179,8 @@ export function buildConfig(raw: RawOptions): Config {
     readyTimeoutMs: duration('ready-timeout', single('ready-timeout', raw.readyTimeout), 60_000),
     exitIdleTimeMs: exitIdle === undefined || exitIdle === 'infinity' ? undefined : parseDuration('--exit-idle-time', exitIdle),
     drainTimeoutMs: duration('drain-timeout', single('drain-timeout', raw.drainTimeout), 10_000),
+    connectTimeoutMs: offOrDuration('connect-timeout', single('connect-timeout', raw.connectTimeout), 10_000),
+    keepaliveMs: offOrDuration('keepalive', single('keepalive', raw.keepalive), 120_000),
     connectionsMax: positiveInt('connections-max', single('connections-max', raw.connectionsMax), 4096, 1_000_000),
     backlog: positiveInt('backlog', single('backlog', raw.backlog), 128, 65535),
     threads: positiveInt('threads', single('threads', raw.threads), 1, 64),

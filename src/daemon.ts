@@ -27,6 +27,12 @@ const PIPE_SIZE = 256 * 1024;
 const RETRY_RESOLVE_MS = 250;
 const DRAIN_POLL_MS = 100;
 
+/** TCP keepalive from --keepalive: probes after `idle`, every idle/4, reset after 4 unanswered. */
+export function keepaliveOptions(idleMs: number): { keepaliveIdleS: number; keepaliveIntervalS: number; keepaliveCount: number } {
+  const idle = Math.ceil(idleMs / 1000);
+  return { keepaliveIdleS: idle, keepaliveIntervalS: Math.max(1, Math.ceil(idle / 4)), keepaliveCount: idle > 0 ? 4 : 0 };
+}
+
 type StopReason = { kind: 'signal'; signal: string } | { kind: 'idle'; idleMs: number } | { kind: 'fatal'; error: NsproxyError };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -56,7 +62,10 @@ function eventLogger(log: Logger, listeners: HostListener[], endpoints: () => En
           break;
         }
         case 'accept-failed':
-          log.error({ code: event.code, syscall: event.syscall, listener }, 'accept failed');
+          log.error({ code: event.code, syscall: event.syscall, listener, count: event.count }, 'accept failed');
+          break;
+        case 'helper-restarted':
+          log.warn({ helperPid: event.pid || undefined, code: event.code, syscall: event.syscall }, event.pid ? 'helper died; a new one takes over' : 'helper could not be started; retrying');
           break;
       }
     }
@@ -104,6 +113,8 @@ class Daemon {
           threads: this.config.threads,
           connectionsMax: this.config.connectionsMax,
           pipeSize: PIPE_SIZE,
+          connectTimeoutMs: this.config.connectTimeoutMs,
+          ...keepaliveOptions(this.config.keepaliveMs),
           reportConnections: log.isLevelEnabled('debug'),
           startPaused: true,
         },

@@ -19,7 +19,7 @@ export interface SocketDescription {
 
 /** One event from the engine; events arrive in batches. */
 export interface EngineEvent {
-  type: 'opened' | 'closed' | 'connect-failed' | 'accept-failed';
+  type: 'opened' | 'closed' | 'connect-failed' | 'accept-failed' | 'helper-restarted';
   /** connection id, 1-based, unique for the engine's life (0 for accept failures) */
   id: number;
   /** index of the listener (the order of addListener calls), -1 if none */
@@ -32,6 +32,12 @@ export interface EngineEvent {
   bytesIn?: number;
   bytesOut?: number;
   durationMs?: number;
+  /** closed: ended with a reset (a side reset, a connect failure, a forced stop), not two FINs */
+  reset?: boolean;
+  /** accept-failed: how many failures this event stands for (they are reported once a second) */
+  count?: number;
+  /** helper-restarted: the helper process that died (0 when a new one failed to start) */
+  pid?: number;
   /** opened: the client's address */
   peer?: string;
 }
@@ -49,6 +55,13 @@ export interface EngineOptions {
   connectionsMax: number;
   /** pipe size requested with F_SETPIPE_SZ (the kernel may give less) */
   pipeSize: number;
+  /** a target that does not answer a SYN for this long fails the connection; 0: the kernel's ~2 min */
+  connectTimeoutMs: number;
+  /** TCP keepalive on both legs: idle seconds before probes (0: off), seconds between probes,
+   * unanswered probes before the connection is reset */
+  keepaliveIdleS: number;
+  keepaliveIntervalS: number;
+  keepaliveCount: number;
   /** report 'opened'/'closed' for every connection (failures are always reported) */
   reportConnections: boolean;
   /** start without accepting (setAccepting(true) later, once the target is ready) */
@@ -79,7 +92,7 @@ export interface Engine {
   /** Moves the workers into another namespace (the target restarted), usernsFd as in the
    * options. Call while not accepting. */
   enterNetns(netnsFd: number, usernsFd: number): void;
-  /** Where listener `index` forwards to from now on. Call while not accepting. */
+  /** Where listener `index` forwards to from now on (each worker switches between two events). */
   setTarget(index: number, address: string, port: number): void;
 }
 

@@ -2,6 +2,9 @@
 // (through systemd-socket-activate), and the ways they can be wrong.
 import t from 'tap';
 import * as net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { startUnshareServer, type TestServer } from './helpers/namespaces';
 import { MAIN_JS, NODE, runShell, startNsproxy } from './helpers/nsproxy';
 import { spawnActivated } from './helpers/activation';
@@ -47,6 +50,20 @@ t.test('one socket (--fdname=db): the first connection waits in the backlog and 
   );
   if (!firstOk(t, firstResult)) return;
   assertHashOk(t, await hashRoundTrip(port, '127.0.0.1', MiB, randomSeed('sa-'), { timeoutMs: RT_TIMEOUT }), 'second connection');
+  await assertCleanStop(t, px);
+});
+
+t.test('a Unix socket (ListenStream=/path), keepalive on: forwards', async (t) => {
+  if (!requireProduct(t)) return;
+  const server = await target(t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'nsproxy-unix-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const sock = path.join(dir, 'db.sock');
+  const px = await spawnActivated(t, [sock], ['db'], ['--pid', String(server.pid), '--to', `127.0.0.1:${TARGET_PORT}`, '--keepalive', '1min']);
+  const first = hashRoundTrip(0, '', MiB, randomSeed('ux-'), { timeoutMs: RT_TIMEOUT, path: sock });
+  await px.ready();
+  if (!firstOk(t, await first)) return;
+  assertHashOk(t, await hashRoundTrip(0, '', MiB, randomSeed('ux-'), { timeoutMs: RT_TIMEOUT, path: sock }), 'second connection');
   await assertCleanStop(t, px);
 });
 

@@ -89,6 +89,8 @@ export interface HashOpts {
   upBytes?: number;
   /** sent before the header, e.g. 'hash\n' for a `multi` server */
   preamble?: string;
+  /** connect to this Unix socket instead of host:port */
+  path?: string;
   timeoutMs?: number;
 }
 
@@ -115,7 +117,7 @@ export function hashRoundTrip(port: number, host: string, nbytes: number, seed: 
     let eof = false;
     let settled = false;
 
-    const sock = net.connect({ host, port, allowHalfOpen: true });
+    const sock = opts.path ? net.connect({ path: opts.path, allowHalfOpen: true }) : net.connect({ host, port, allowHalfOpen: true });
     const timer = setTimeout(() => {
       error = `timeout after ${timeoutMs} ms (down ${downBytes}/${nbytes}, up ${upSent}/${upTotal})`;
       sock.destroy();

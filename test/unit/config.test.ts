@@ -1,6 +1,7 @@
 import t from 'tap';
 
 import { buildConfig } from '../../src/config';
+import { keepaliveOptions } from '../../src/daemon';
 
 t.test('a minimal --pid config gets the documented defaults', async (t) => {
   const config = buildConfig({ pid: '4242', to: '127.0.0.1:5432' });
@@ -9,6 +10,8 @@ t.test('a minimal --pid config gets the documented defaults', async (t) => {
   t.equal(config.readyTimeoutMs, 60_000);
   t.equal(config.exitIdleTimeMs, undefined);
   t.equal(config.drainTimeoutMs, 10_000);
+  t.equal(config.connectTimeoutMs, 10_000);
+  t.equal(config.keepaliveMs, 120_000);
   t.same(config.listen, []);
   t.same(config.defaultListen, { address: '127.0.0.1', port: 5432, family: 4 });
   t.equal(config.connectionsMax, 4096);
@@ -50,6 +53,23 @@ t.test('durations are systemd time spans', async (t) => {
   t.equal(config.exitIdleTimeMs, 500);
   t.equal(config.drainTimeoutMs, 2000);
   t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', exitIdleTime: 'infinity' }).exitIdleTimeMs, undefined);
+});
+
+t.test('--connect-timeout and --keepalive: a time span, or off', async (t) => {
+  const config = buildConfig({ pid: '1', to: '127.0.0.1:1', connectTimeout: '3s', keepalive: '30s' });
+  t.equal(config.connectTimeoutMs, 3000);
+  t.equal(config.keepaliveMs, 30_000);
+  for (const off of ['off', '0', 'infinity']) {
+    t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', connectTimeout: off }).connectTimeoutMs, 0, `--connect-timeout ${off}`);
+    t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', keepalive: off }).keepaliveMs, 0, `--keepalive ${off}`);
+  }
+  t.throws(() => buildConfig({ pid: '1', to: '127.0.0.1:1', keepalive: 'often' }), { code: 'NSPROXY_ERR_USAGE', message: /--keepalive 'often': not a time span/ });
+});
+
+t.test('--keepalive becomes kernel keepalive settings for both legs', async (t) => {
+  t.same(keepaliveOptions(120_000), { keepaliveIdleS: 120, keepaliveIntervalS: 30, keepaliveCount: 4 });
+  t.same(keepaliveOptions(2000), { keepaliveIdleS: 2, keepaliveIntervalS: 1, keepaliveCount: 4 });
+  t.same(keepaliveOptions(0), { keepaliveIdleS: 0, keepaliveIntervalS: 1, keepaliveCount: 0 }, 'off');
 });
 
 t.test('bad combinations and values are usage errors', async (t) => {

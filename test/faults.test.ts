@@ -1,0 +1,205 @@
+// Faults the daemon must survive, each followed by a fresh round trip through the same daemon:
+// the rootless helper killed mid-run, an fd-exhaustion storm, the target killed with transfers
+// in flight, and SIGTERM with transfers in flight (those that finish within --drain-timeout are
+// intact, the rest are reset, never cut with a FIN that would make them look complete).
+import * as crypto from 'node:crypto';
+import * as net from 'node:net';
+
+import t from 'tap';
+
+import { assertHashOk, requireProduct } from './helpers/checks';
+import { hashRoundTrip } from './helpers/client';
+import { cpuShare, fdCount } from './helpers/cpu';
+import type { TestLike } from './helpers/env';
+import { makeNetns, startServerInNetns } from './helpers/namespaces';
+import { startNsproxy, type Nsproxy } from './helpers/nsproxy';
+import { randomSeed } from './helpers/payload';
+import { mustRun } from './helpers/procs';
+import { childrenOf, commOf, startUserNsServer, testUser } from './helpers/users';
+
+const MiB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function freshRoundTrip(t: tap.Test, port: number, label = 'a fresh round trip through the same daemon'): Promise<void> {
+  assertHashOk(t, await hashRoundTrip(port, '127.0.0.1', MiB, randomSeed('fresh-'), { preamble: 'hash\n' }), label);
+}
+
+/** A client that connects, sends a line, and holds the connection open once echoed. */
+function holdingEcho(port: number): { echoed: Promise<boolean>; close: () => void } {
+  const sock = net.connect({ host: '127.0.0.1', port });
+  sock.on('error', () => undefined);
+  const echoed = new Promise<boolean>((resolve) => {
+    sock.once('data', () => resolve(true));
+    sock.once('close', () => resolve(false));
+  });
+  sock.write('echo\nping\n');
+  return { echoed, close: () => sock.destroy() };
+}
+
+interface PacedResult {
+  sentSha: string;
+  echoSha: string;
+  echoed: number;
+  sent: number;
+  eof: boolean;
+  error: string | null;
+}
+
+/** Sends `total` bytes to an echo server over `ms` milliseconds, half-closes, reads the echo to its end. */
+function pacedEcho(port: number, total: number, ms: number): Promise<PacedResult> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const sent = crypto.createHash('sha256');
+    const echo = crypto.createHash('sha256');
+    const result: PacedResult = { sentSha: '', echoSha: '', echoed: 0, sent: 0, eof: false, error: null };
+    const chunk = 64 * 1024;
+    const steps = Math.ceil(total / chunk);
+    sock.write('echo\n');
+    const timer = setInterval(() => {
+      if (result.sent >= total || sock.destroyed) {
+        clearInterval(timer);
+        if (!sock.destroyed) sock.end();
+        return;
+      }
+      const data = crypto.randomBytes(Math.min(chunk, total - result.sent));
+      sent.update(data);
+      result.sent += data.length;
+      sock.write(data);
+    }, ms / steps);
+    sock.on('data', (d: Buffer) => {
+      echo.update(d);
+      result.echoed += d.length;
+    });
+    sock.on('end', () => (result.eof = true));
+    sock.on('error', (e: NodeJS.ErrnoException) => (result.error = e.code ?? e.message));
+    sock.on('close', () => {
+      clearInterval(timer);
+      resolve({ ...result, sentSha: sent.digest('hex'), echoSha: echo.digest('hex') });
+    });
+  });
+}
+
+/** Sends `preamble`, then uploads and reads (discarding) until the connection ends: how it ended. */
+function streamUntilEnd(port: number, preamble: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    const junk = Buffer.alloc(64 * 1024, 0x5a);
+    let end = '';
+    const timer = setTimeout(() => {
+      end = 'hang';
+      sock.destroy();
+    }, timeoutMs);
+    const upload = (): void => {
+      while (!sock.destroyed && sock.write(junk)) {
+        /* until the socket buffers are full */
+      }
+    };
+    sock.on('connect', () => {
+      sock.write(preamble);
+      upload();
+    });
+    sock.on('drain', upload);
+    sock.on('data', () => undefined);
+    sock.on('end', () => (end ||= 'EOF'));
+    sock.on('error', (e: NodeJS.ErrnoException) => (end ||= e.code ?? 'error'));
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(end || 'closed');
+    });
+  });
+}
+
+async function rootNsproxy(t: TestLike, mode: 'multi' | 'echo', extra: string[] = []): Promise<{ px: Nsproxy; port: number; ns: string }> {
+  const ns = await makeNetns(t);
+  await startServerInNetns(t, ns, mode, ['127.0.0.1:7000']);
+  const px = await startNsproxy(t, ['--netns', ns, '--to', '127.0.0.1:7000', '--listen', '127.0.0.1:0', ...extra]);
+  return { px, port: px.listening[0]!.port, ns };
+}
+
+t.test('the rootless helper killed mid-run: a new one takes over, transfers in flight go on', async (t) => {
+  if (!requireProduct(t)) return;
+  const user = await testUser(t);
+  const server = await startUserNsServer(t, user, 'multi', ['127.0.0.1:7000']);
+  const px = await startNsproxy(t, ['--pid', String(server.pid), '--to', '127.0.0.1:7000', '--listen', '127.0.0.1:0'], { wrapper: user.asUser, mainJs: user.mainJs });
+  const port = px.listening[0]!.port;
+  const helpers = () => childrenOf(px.pid).filter((pid) => commOf(pid) === 'nsproxy-helper');
+  const [first] = helpers();
+  t.ok(first, 'a helper runs');
+
+  const inFlight = Array.from({ length: 16 }, (_, i) =>
+    hashRoundTrip(port, '127.0.0.1', 8 * MiB, randomSeed(`hk${i}-`), { preamble: 'hash\n', upBytes: 8 * MiB, timeoutMs: 120_000 }),
+  );
+  await sleep(200);
+  process.kill(first!, 'SIGKILL');
+  // More new connections than the pool holds: some must wait for the new helper's sockets.
+  const fresh = Array.from({ length: 48 }, (_, i) =>
+    hashRoundTrip(port, '127.0.0.1', 64 * 1024, randomSeed(`hf${i}-`), { preamble: 'hash\n', upBytes: 16 * 1024, timeoutMs: 60_000 }),
+  );
+  const results = await Promise.all([...inFlight, ...fresh]);
+  const broken = results.filter((r) => r.error !== null || !r.eof || r.downSha !== r.downExpectedSha || r.serverSha !== r.upSha);
+  t.equal(broken.length, 0, `all ${results.length} transfers intact (16 in flight across the kill, 48 started after it)`);
+  const line = await px.waitForLog((l) => l.msg === 'helper died; a new one takes over', 10_000);
+  t.equal(line.helperPid, first, 'the death is logged with the helper\'s PID');
+  const [second] = helpers();
+  t.ok(second !== undefined && second !== first, `a new helper runs (${second})`);
+  await freshRoundTrip(t, port);
+});
+
+t.test('an fd-exhaustion storm: no busy loop while saturated, and recovery', async (t) => {
+  if (!requireProduct(t)) return;
+  const { px, port } = await rootNsproxy(t, 'multi', ['--backlog', '1024']);
+  // Room for a handful of connections only (each takes 2 fds).
+  const soft = fdCount(px.pid) + 12;
+  await mustRun('prlimit', [`--pid=${px.pid}`, `--nofile=${soft}:`]);
+  const clients = Array.from({ length: 500 }, () => holdingEcho(port));
+  await sleep(1500);
+  const share = await cpuShare(px.pid, 3000);
+  t.ok(share < 0.1, `saturated, nsproxy used ${(share * 100).toFixed(1)} % of a core (< 10 %)`);
+  const served = (await Promise.all(clients.map((c) => Promise.race([c.echoed, sleep(10).then(() => false)])))).filter(Boolean).length;
+  t.ok(served > 0 && served < 500, `only ${served} of 500 served while out of fds; the rest wait in the backlog`);
+  const errors = px.logs.filter((l) => l.msg === 'accept failed');
+  t.ok(errors.length > 0 && errors.length <= 8, `"accept failed" logged ${errors.length} times in ~5 s (at most once a second)`);
+  t.equal(errors[0]?.code, 'EMFILE', 'with EMFILE');
+
+  await mustRun('prlimit', [`--pid=${px.pid}`, '--nofile=20000:']);
+  const echoed = await Promise.all(clients.map((c) => c.echoed));
+  t.equal(echoed.filter(Boolean).length, 500, 'once fds are back, all 500 clients are served');
+  for (const c of clients) c.close();
+  await freshRoundTrip(t, port);
+});
+
+t.test('the target killed with 100 transfers in flight: every client sees a reset or EOF, never a hang', async (t) => {
+  if (!requireProduct(t)) return;
+  const ns = await makeNetns(t);
+  const server = await startServerInNetns(t, ns, 'multi', ['127.0.0.1:7000']);
+  const px = await startNsproxy(t, ['--netns', ns, '--to', '127.0.0.1:7000', '--listen', '127.0.0.1:0']);
+  const port = px.listening[0]!.port;
+  // Each asks for 1 GiB and uploads without end: both directions are busy when the target dies.
+  const transfers = Array.from({ length: 100 }, (_, i) => streamUntilEnd(port, `hash\ntk${i} ${1024 * MiB}\n`, 60_000));
+  await sleep(1000);
+  server.proc.signal('SIGKILL');
+  const ends = await Promise.all(transfers);
+  t.equal(ends.filter((e) => e === 'hang').length, 0, 'no client hung (each saw its end within 60 s)');
+  t.comment(`ends: ${[...new Set(ends)].join(', ')}`);
+  t.ok(px.running, 'nsproxy is still running');
+  await startServerInNetns(t, ns, 'multi', ['127.0.0.1:7000']);
+  await freshRoundTrip(t, port);
+});
+
+t.test('SIGTERM with transfers in flight: those done within --drain-timeout are intact, the rest reset', async (t) => {
+  if (!requireProduct(t)) return;
+  const { px, port } = await rootNsproxy(t, 'multi', ['--drain-timeout', '3s']);
+  const short = Array.from({ length: 5 }, () => pacedEcho(port, 4 * MiB, 1000));
+  const long = Array.from({ length: 5 }, () => pacedEcho(port, 400 * MiB, 20_000));
+  await sleep(300);
+  px.proc.signal('SIGTERM');
+  const [shorts, longs] = await Promise.all([Promise.all(short), Promise.all(long)]);
+  for (const r of shorts) {
+    t.ok(r.eof && r.error === null && r.echoed === r.sent && r.echoSha === r.sentSha, `a transfer done within the drain is intact (${r.echoed}/${r.sent} bytes, ${r.error ?? 'EOF'})`);
+  }
+  for (const r of longs) {
+    t.ok(r.error !== null && !r.eof, `a transfer cut at the drain timeout is reset, not ended with EOF (${r.error ?? 'EOF'} after ${r.echoed} bytes)`);
+  }
+  const exit = await px.proc.exited;
+  t.equal(exit.code, 0, 'nsproxy exits 0');
+});
