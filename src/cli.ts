@@ -23,7 +23,7 @@ function parser(argv: string[]) {
     .help()
     .alias('help', 'h')
     .epilog(EPILOG)
-    .strict()
+    .strictOptions()  // a free word is socket-proxyd's ADDR:PORT (positionalTo)
     .parserConfiguration({ 'camel-case-expansion': true, 'duplicate-arguments-array': true })
     .wrap(Math.min(100, process.stdout.columns || 100))
     .exitProcess(false)

@@ -45,7 +45,7 @@ export const SECTIONS: HelpSection[] = [
     body: `  SIGHUP (ExecReload=kill -HUP $MAINPID) resolves the target again, refreshes @NETWORK
   addresses and waits until the target is ready, with RELOADING=1 (and MONOTONIC_USEC=) then
   READY=1; clients wait in the backlog meanwhile. A reload that cannot reach a ready target
-  within --ready-timeout is fatal (exit 1), as a start would be.`,
+  within --ready-timeout is fatal, with the exit status a start would have had.`,
   },
   {
     title: 'SOCKET ACTIVATION',

@@ -3,12 +3,14 @@
 // root, in its working directory, with its environment, as its effective uid/gid and groups and
 // with its capabilities at most. Exit status 0 means ready. nsproxy without CAP_SYS_ADMIN (the
 // owner of a rootless container) goes in through the container's user namespace, as its socket
-// helper does, and then the ids are those inside that namespace. A --netns target has no
-// process: the command runs in that network namespace only, as nsproxy's own user with
-// nsproxy's environment, like `ip netns exec`.
+// helper does, and then the ids are those inside that namespace. The environment is the
+// container's configured one (podman's Config.Env, runc's config.json), as for `podman exec`;
+// for --pid, the process's own. A --netns target has no process: the command runs in that
+// network namespace only, as nsproxy's own user with nsproxy's environment, like `ip netns exec`.
 import { readFileSync } from 'node:fs';
 
 import type { ReadyExec } from './config';
+import { formatDuration } from './duration';
 import { NsproxyError } from './errors';
 import type { ExecOutcome, ExecSpec, Native } from './native';
 import { credentialsOf, environmentOf, mapInside, parseIdMap } from './procfs';
@@ -17,6 +19,8 @@ import type { Target } from './target';
 
 /** Longest a single run may take; the next attempt comes after the usual backoff. */
 export const EXEC_TIMEOUT_MS = 10_000;
+/** Shortest: a run needs time to fork and exec even when the deadline is near. */
+const EXEC_MIN_TIMEOUT_MS = 1000;
 const OUTPUT_MAX = 4096;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 // Never handed to the command: they concern nsproxy and its service only.
@@ -27,6 +31,15 @@ export function candidatesFor(argv0: string, env: string[]): string[] {
   if (argv0.includes('/')) return [argv0];
   const path = env.find((e) => e.startsWith('PATH='))?.slice(5) || DEFAULT_PATH;
   return path.split(':').map((dir) => `${dir || '.'}/${argv0}`);
+}
+
+/**
+ * The environment a command gets in the target: the container's configured one (what `podman
+ * exec` uses: a non-root container's /proc/PID/environ is closed to its rootless owner), else
+ * the process's own; undefined when neither can be read.
+ */
+function targetEnvironment(target: Target): string[] | undefined {
+  return target.container?.env ?? (target.pid === undefined ? undefined : environmentOf(target.pid));
 }
 
 /** Who the command runs as, and with what, for this target; throws when an id has no mapping. */
@@ -52,7 +65,7 @@ export function execSpec(target: Target, ready: ReadyExec, timeoutMs: number, ow
     gid = insideGid;
     groups = groups.map((g) => mapInside(g, gids)).filter((g): g is number => g !== undefined);
   }
-  const env = environmentOf(pid) ?? [`PATH=${DEFAULT_PATH}`];
+  const env = targetEnvironment(target) ?? [`PATH=${DEFAULT_PATH}`];
   return {
     ...common,
     pid,
@@ -68,14 +81,14 @@ export function execSpec(target: Target, ready: ReadyExec, timeoutMs: number, ow
 }
 
 /** How a run ended, in a few words: "exit status 2: no response", "killed by SIGKILL". */
-export function describeOutcome(outcome: ExecOutcome): string {
+export function describeOutcome(outcome: ExecOutcome, timeoutMs = EXEC_TIMEOUT_MS): string {
   const last = outcome.output.trim().split('\n').pop()?.trim() ?? '';
   const said = last ? `: ${last.length > 200 ? `${last.slice(0, 200)}...` : last}` : '';
   switch (outcome.outcome) {
     case 'exited':
       return outcome.signal ? `killed by ${outcome.signal}${said}` : `exit status ${outcome.exitCode}${said}`;
     case 'timeout':
-      return `still running after ${EXEC_TIMEOUT_MS / 1000} s, killed${said}`;
+      return `still running after ${formatDuration(timeoutMs)}, killed${said}`;
     case 'failed':
       return `${outcome.syscall} ${outcome.code}`;
   }
@@ -101,11 +114,14 @@ export async function runReadyExec(native: Native, target: Target, ready: ReadyE
   return native.execInTarget(spec);
 }
 
-function hint(outcome: ExecOutcome, ready: ReadyExec): string {
+function hint(outcome: ExecOutcome, ready: ReadyExec, target: Target, ownEnv: NodeJS.ProcessEnv): string {
   if (outcome.outcome !== 'failed' || outcome.syscall !== 'execve') return "check nsproxy's rights over the target (nsproxy check shows them)";
   const command = ready.argv[0] as string;
   if (outcome.code !== 'ENOENT') return `'${command}' cannot be executed in there; check its permissions inside the target`;
-  return command.includes('/') ? `there is no ${command} in the target` : `'${command}' is not in the target's PATH; give its full path inside the target`;
+  if (command.includes('/')) return `there is no ${command} in the target (or not its libraries)`;
+  const env = target.pid === undefined ? Object.entries(ownEnv).map(([k, v]) => `${k}=${v}`) : targetEnvironment(target);
+  const path = env ? (env.find((e) => e.startsWith('PATH='))?.slice(5) || DEFAULT_PATH) : `${DEFAULT_PATH}: its environment could not be read`;
+  return `'${command}' is not in the target's PATH (${path}); give its full path inside the target`;
 }
 
 export function execCheck(native: Native, target: Target, ready: ReadyExec, env: NodeJS.ProcessEnv): ReadyCheck {
@@ -114,10 +130,11 @@ export function execCheck(native: Native, target: Target, ready: ReadyExec, env:
     kind: 'exec',
     waitingFor: `--ready-exec '${ready.command}' to succeed in ${where}`,
     async attempt(budgetMs) {
-      const outcome = await runReadyExec(native, target, ready, Math.min(EXEC_TIMEOUT_MS, budgetMs), env);
+      const timeoutMs = Math.max(EXEC_MIN_TIMEOUT_MS, Math.min(EXEC_TIMEOUT_MS, budgetMs));
+      const outcome = await runReadyExec(native, target, ready, timeoutMs, env);
       if (outcome.outcome === 'exited' && outcome.exitCode === 0) return null;
-      if (permanent(outcome)) throw new NsproxyError('NSPROXY_ERR_NOT_READY', `--ready-exec '${ready.command}' in ${where}: ${describeOutcome(outcome)}; ${hint(outcome, ready)}`);
-      return describeOutcome(outcome);
+      if (permanent(outcome)) throw new NsproxyError('NSPROXY_ERR_NOT_READY', `--ready-exec '${ready.command}' in ${where}: ${describeOutcome(outcome)}; ${hint(outcome, ready, target, env)}`);
+      return describeOutcome(outcome, timeoutMs);
     },
     timeoutMessage: (timeout, last) =>
       `--ready-exec '${ready.command}' in ${where} did not succeed within ${timeout} (last: ${last}); check the command with nsproxy check --ready-exec, or raise --ready-timeout`,

@@ -35,7 +35,7 @@ import {
   userProcesses,
   type RootlessUser,
 } from './helpers/rootless-podman';
-import { SHIPPED_DIR, requireFreePort, requireUserManager, sleep, startUserManager, sweepStaleUserManagers, type UserManager } from './helpers/systemd-user';
+import { requireFreePort, requireUserManager, sleep, startUserManager, sweepStaleUserManagers, type UserManager } from './helpers/systemd-user';
 import { alive, capEff, childrenOf, commOf } from './helpers/users';
 
 const USER = 'nsproxy-sd'; // this file's own user (rootless-podman.test.ts has another)
@@ -290,8 +290,10 @@ t.test('systemctl --user reload: SIGHUP re-resolves and re-checks the container,
   const reloadsBefore = e.mgr.logs(pid).filter((l) => l.msg === 'reloaded').length;
   const r = await e.mgr.systemctl(['reload', ACT]);
   st.equal(r.code, 0, 'systemctl --user reload succeeds (ExecReload=kill -HUP $MAINPID)', { stderr: r.stderr });
-  const reloaded = await e.mgr.waitForLog(() => e.mgr.logs(pid).filter((l) => l.msg === 'reloaded').length > reloadsBefore, 30000, '"reloaded"');
-  st.equal(reloaded.namespaceChanged, false, 'same container, same namespace: the engine stays where it is');
+  await e.mgr.waitForLog(() => e.mgr.logs(pid).filter((l) => l.msg === 'reloaded').length > reloadsBefore, 30000, '"reloaded"');
+  const reloaded = e.mgr.logs(pid).filter((l) => l.msg === 'reloaded').pop();
+  st.equal(reloaded?.namespaceChanged, false, 'same container, same namespace: the engine stays where it is');
+  st.same(e.mgr.logs(pid).filter((l) => l.msg === 'target ready').pop()?.checks, ['tcp', 'exec'], 'and pg_isready was run again');
   const after = await e.mgr.waitFor(ACT, ['ActiveState', 'MainPID', 'NRestarts', 'Result'], (x) => x.ActiveState === 'active', 30000, 'active again');
   st.equal(after.MainPID, before.MainPID, 'the same nsproxy (SIGHUP no longer kills it)');
   st.equal(`${after.NRestarts}/${after.Result}`, '0/success', 'no restart, no failure');

@@ -11,6 +11,7 @@ interface PodmanHealth {
 interface PodmanInspect {
   Id: string;
   ImageName?: string;
+  Config?: { Env?: string[] | null };
   /** podman 4 calls it Health (and Healthcheck, its older name); podman 5 Health */
   State: { Pid: number; Running: boolean; Status: string; Health?: PodmanHealth; Healthcheck?: PodmanHealth };
   NetworkSettings?: { Networks?: Record<string, { IPAddress?: string; GlobalIPv6Address?: string }> };
@@ -41,7 +42,7 @@ export function podmanRuntime(env: NodeJS.ProcessEnv): ContainerRuntime {
       for (const [name, net] of Object.entries(data.NetworkSettings?.Networks ?? {})) {
         networks[name] = { ipv4: net.IPAddress || undefined, ipv6: net.GlobalIPv6Address || undefined };
       }
-      return { id: data.Id, pid: data.State.Pid, running: data.State.Running, status: data.State.Status, networks, image: data.ImageName || undefined, health: healthOf(data.State) };
+      return { id: data.Id, pid: data.State.Pid, running: data.State.Running, status: data.State.Status, networks, env: data.Config?.Env ?? undefined, image: data.ImageName || undefined, health: healthOf(data.State) };
     },
   };
 }

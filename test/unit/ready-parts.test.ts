@@ -50,7 +50,7 @@ t.test('--ready-exec retries a failing command, and fails at once when it cannot
   };
   const progress: string[] = [];
   const check = execCheck(native, target, { command: 'pg_isready -q', argv: ['pg_isready', '-q'] }, { PATH: '/bin', NOTIFY_SOCKET: '/x', LISTEN_FDS: '1', NSPROXY_TO: 'y' });
-  const result = await waitUntilReady([check], { timeoutMs: 10_000, onProgress: (p) => progress.push(p.lastError) });
+  const result = await waitUntilReady([check], { timeoutMs: 60_000, onProgress: (p) => progress.push(p.lastError) });
   t.equal(result.attempts, 3);
   t.same(progress, ['exit status 2: no response', 'still running after 10 s, killed']);
   const spec = specs[0] as { pid: number; uid: number; env: string[]; candidates: string[] };
@@ -63,9 +63,9 @@ t.test('--ready-exec retries a failing command, and fails at once when it cannot
   let calls = 0;
   const wrapped = native.execInTarget;
   native.execInTarget = (spec) => (calls++, wrapped(spec));
-  await t.rejects(waitUntilReady([execCheck(native, target, { command: 'pg_isready', argv: ['pg_isready'] }, {})], { timeoutMs: 10_000, onProgress: () => undefined }), {
+  await t.rejects(waitUntilReady([execCheck(native, target, { command: 'pg_isready', argv: ['pg_isready'] }, { PATH: '/bin' })], { timeoutMs: 10_000, onProgress: () => undefined }), {
     code: 'NSPROXY_ERR_NOT_READY',
-    message: /^--ready-exec 'pg_isready' in netns blue: execve ENOENT; 'pg_isready' is not in the target's PATH; give its full path inside the target$/,
+    message: /^--ready-exec 'pg_isready' in netns blue: execve ENOENT; 'pg_isready' is not in the target's PATH \(\/bin\); give its full path inside the target$/,
   });
   t.equal(calls, 1, 'a command that does not exist is not retried');
 });
