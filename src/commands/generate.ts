@@ -80,7 +80,7 @@ export async function runGenerate(argv: string[]): Promise<number> {
   }
   const to = single('to', raw.to) as string;
   const listen = (config.listen.length > 0 ? config.listen : [config.defaultListen]).map(formatEndpoint);
-  if (config.listen.some((l) => l.port === 0)) throw new NsproxyError('NSPROXY_ERR_USAGE', '--listen with port 0: a socket unit needs a fixed port');
+  if (config.listen.some((l) => l.port === 0)) throw new NsproxyError('NSPROXY_ERR_USAGE', '--listen with port 0: a socket unit needs a fixed port; give the port to listen on, e.g. --listen 127.0.0.1:5432');
   // scale to zero: the idle time goes into Environment= (one line a drop-in can override)
   const scaleToZero = raw['scaleToZero'] ? (single('exit-idle-time', raw.exitIdleTime) ?? '5min') : undefined;
   const containerUnitOption = single('container-unit', raw['containerUnit'] as string | undefined);
