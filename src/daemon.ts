@@ -74,6 +74,8 @@ class Daemon {
 
   async run(): Promise<number> {
     const { native, log } = this.deps;
+    // From the start: SIGHUP's default action would end the process (status 129).
+    this.deps.onReloadSignal(() => void this.onReload());
     this.target = await openTarget(this.config.target, this.deps);
     try {
       const passed = takePassedSockets(this.deps.env, this.deps.pid, native, this.deps.closeFd);
@@ -104,7 +106,6 @@ class Daemon {
       }
 
       this.deps.onStopSignal((signal) => this.requestStop({ kind: 'signal', signal }));
-      this.deps.onReloadSignal(() => void this.onReload());
       try {
         await this.waitReady();
       } catch (err) {

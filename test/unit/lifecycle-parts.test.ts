@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
 import t from 'tap';
 
 import type { Route } from '../../src/config';
@@ -22,7 +25,9 @@ t.test('durations as systemd writes them', async (t) => {
   }
   t.equal(formatDuration(450), '450 ms');
   t.equal(formatDuration(3210), '3.2 s');
-  t.equal(formatDuration(60_000), '60 s', 'whole seconds without a decimal, as the README quotes the message');
+  t.equal(formatDuration(60_000), '60 s', 'whole seconds without a decimal');
+  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+  t.match(readme, `did not accept a connection within ${formatDuration(60_000)}\``, 'the README quotes the message as it is printed');
   t.equal(formatDuration(Infinity), 'infinity');
 });
 
