@@ -7,8 +7,9 @@
 //     the backlog and is served; after `podman restart` the same wait happens again (RELOADING=1
 //     with MONOTONIC_USEC=, then READY=1);
 //   - a command that is not there, or one that never succeeds: exit 1, one line that says so;
-//   - --ready health: podman's own status. No systemd runs podman's healthcheck timers here, so
-//     the test runs `podman healthcheck run` every 300 ms in their place;
+//   - --ready health: podman's own status, at start and after a restart (which makes it
+//     "starting" again). No systemd runs podman's healthcheck timers here, so the test runs
+//     `podman healthcheck run` every 300 ms in their place;
 //   - --ready health on a container without a healthcheck: exit 2.
 import t from 'tap';
 import { assertOneStderrLine, assertRunning, requireProduct } from './helpers/checks';
@@ -64,6 +65,8 @@ t.test('--ready-exec: not ready until the command succeeds inside, at start and 
   await podmanOk(['exec', c.name, 'touch', '/tmp/ready']);
   const restarted = await px.waitForLog((l) => l.msg === 'target restarted', 30000, '"target restarted"');
   t.ok(Date.parse(String(restarted.time)) >= markerAgain - 50, `and resumes only once it succeeds (downtime ${String(restarted.downtimeMs)} ms)`);
+  // READY=1 is sent right after the "target restarted" line; the receiver prints it a moment later
+  for (let i = 0; i < 50 && !datagrams(receiver).slice(before).some((d) => d.includes('READY=1')); i++) await sleep(100);
   const after = datagrams(receiver).slice(before);
   const reloading = after.find((d) => d.includes('RELOADING=1'));
   t.match(reloading ?? '', /MONOTONIC_USEC=\d+/, 'RELOADING=1 comes with MONOTONIC_USEC= (systemd >= 253)');
@@ -95,9 +98,10 @@ t.test("--ready health: podman's healthcheck status decides", async (t) => {
   await waitForListenIn(c.pid, PORT, 20000, 'the echo server');
   // podman runs the check from a systemd timer; there is no systemd here, so run it ourselves
   let ticking = true;
+  let paused = false;
   const ticker = (async () => {
     while (ticking) {
-      await podman(['healthcheck', 'run', c.name]);
+      if (!paused) await podman(['healthcheck', 'run', c.name]);
       await sleep(300);
     }
   })();
@@ -115,6 +119,17 @@ t.test("--ready health: podman's healthcheck status decides", async (t) => {
   await px.ready();
   const r = await echoPingPong(px.listening[0]?.port as number, '127.0.0.1', ['x\n'], '', 20000);
   t.same(r.replies, ['x\n'], 'forwarding');
+
+  // a restart makes podman's status "starting" again: nsproxy waits for "healthy" again
+  paused = true;
+  await podmanOk(['restart', '-t', '0', c.name]);
+  const exited = await px.waitForLog((l) => l.msg === 'target exited', 20000, '"target exited"');
+  const again = await px.waitForLog((l) => l.msg === 'waiting for target' && l.check === 'health' && Date.parse(String(l.time)) >= Date.parse(String(exited.time)), 20000, 'waiting for health again');
+  t.match(String(again.lastError), /^health: starting/, 'after the restart podman says starting, and nsproxy waits');
+  t.equal(count(px, 'target restarted'), 0, 'not forwarding yet');
+  paused = false;
+  await px.waitForLog((l) => l.msg === 'target restarted', 20000, '"target restarted"');
+  t.pass('resumed once podman said healthy again');
   t.equal(await px.stop(), 0, 'clean stop');
 
   const plain = await runContainer(t, { args: fixtureServerMounts(), cmd: ['node', '/fixtures/server.js', '--mode', 'echo', '--listen', TO] });
