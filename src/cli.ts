@@ -53,7 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     if (scanned.positionals.length > 0) scanned.given.add('to');
     const fromEnv = envArguments(process.env, DAEMON_OPTIONS, scanned.given);
     sources = fromEnv.sources;
-    const cli = parser([...argv, ...fromEnv.args]);
+    const cli = parser([...fromEnv.args, ...argv]);  // before argv: never after a `--`
     const parsed = (await cli.parseAsync()) as RawOptions & { help?: boolean; version?: boolean; _: (string | number)[] };
     if (parsed.help || parsed.version || argv.includes('--help') || argv.includes('-h') || argv.includes('--version')) return EXIT_OK;
     const config = buildConfig({ ...positionalTo(parsed), debug: debug || parsed.debug });
