@@ -15,6 +15,9 @@ import { startNsproxy } from './helpers/nsproxy';
 import { runCommand } from './helpers/procs';
 import { testUser } from './helpers/users';
 
+// npm install -g compiles the addon: about 1 min here, more on a loaded machine (.taprc: 240 s)
+t.setTimeout(600_000);
+
 t.test('npm pack, npm install -g into a prefix: the command, the addon, the man page', async (t) => {
   if (!requireProduct(t)) return;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsproxy-t-install-'));
