@@ -18,6 +18,7 @@
 #include "netns.h"
 #include "notify.h"
 #include "sockets.h"
+#include "target_jobs.h"
 
 namespace nsproxy {
 namespace {
@@ -354,6 +355,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("raiseNofileLimit", Napi::Function::New(env, RaiseNofileLimitJs));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotifyJs));
   exports.Set("probeTcp", Napi::Function::New(env, ProbeTcpJs));
+  exports.Set("execInTarget", Napi::Function::New(env, ExecInTargetJs));
+  exports.Set("inspectNetns", Napi::Function::New(env, InspectNetnsJs));
   exports.Set("FdWatch", DefineFdWatch(env));
   exports.Set("Engine", EngineWrap::Define(env));
 

@@ -12,8 +12,9 @@ set -euo pipefail
 # iproute2: ip netns, ss; util-linux: nsenter, unshare, prlimit; systemd: systemd-socket-activate
 # and /lib/systemd/systemd-socket-proxyd (the peer the tests compare against); procps: ps;
 # python3: the differential fuzzer; make, g++: node-gyp; iperf3, socat, gcc: the benchmark
-# harness, whose --quick run is part of npm test (bench/).
-PACKAGES=(iproute2 util-linux systemd procps python3 make g++ gcc ca-certificates iperf3 socat)
+# harness, whose --quick run is part of npm test (bench/); man-db (with groff-base): the man page
+# test and `man -w` after the install test's npm install -g.
+PACKAGES=(iproute2 util-linux systemd procps python3 make g++ gcc ca-certificates iperf3 socat man-db)
 # The container tests: podman with runc (crun refuses this machine kind's hybrid cgroups),
 # rootless support, a registry-free busybox image, podman's network stack and firewall tools, and
 # PostgreSQL server binaries (initdb, postgres, pgbench) that are bind-mounted into a container.

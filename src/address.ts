@@ -1,5 +1,6 @@
-// address.ts — parsing the ADDR:PORT forms of --to and --listen. Only numeric addresses: a name
-// would be resolved in the host's namespace, not the target's, which is rarely what a user means.
+// address.ts — parsing the ADDR:PORT forms of --to and --listen. Only numeric addresses and
+// localhost (127.0.0.1 in any namespace): another name would be resolved in the host's
+// namespace, not the target's, which is rarely what a user means.
 import { isIPv4, isIPv6 } from 'node:net';
 
 import { NsproxyError } from './errors';
@@ -39,6 +40,12 @@ export function parseEndpoint(text: string, options: ParseOptions): Endpoint {
   if (options.portOnly && /^\d+$/.test(text)) {
     return { address: '127.0.0.1', port: parsePort(text, text, options), family: 4 };
   }
+  if (text.startsWith('/') || text.startsWith('@')) {
+    throw invalid(options, text, 'a Unix socket path; nsproxy forwards to TCP addresses only, write ADDR:PORT');
+  }
+  // localhost is loopback in any namespace (socket-proxyd's users write localhost:5432)
+  const local = /^localhost:(.*)$/i.exec(text);
+  if (local) return { address: '127.0.0.1', port: parsePort(text, local[1] as string, options), family: 4 };
   const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
   let host: string;
   let portText: string | undefined;

@@ -1,5 +1,6 @@
 // config.ts — turns the parsed command line into one validated Config, or a one-line error.
 import { parseEndpoint, parsePort, type Endpoint } from './address';
+import { splitCommand } from './command-words';
 import { parseDuration } from './duration';
 import { NsproxyError } from './errors';
 import { RUNTIMES, type RuntimeName } from './runtimes';
@@ -21,6 +22,15 @@ export interface Route {
   destination: Destination;
 }
 
+/** --ready-exec: a command run inside the target; exit 0 means ready. */
+export interface ReadyExec {
+  /** as the user wrote it, for logs */
+  command: string;
+  argv: string[];
+}
+
+export const READY_KINDS = ['tcp', 'health'] as const;
+
 export interface Config {
   target: TargetSpec;
   routes: Route[];
@@ -29,6 +39,9 @@ export interface Config {
   /** used when there is no --listen and no socket from systemd: 127.0.0.1:<port of --to> */
   defaultListen: Endpoint;
   readyTimeoutMs: number;
+  readyExec?: ReadyExec;
+  /** --ready health: also wait for podman's healthcheck to say healthy */
+  readyHealth: boolean;
   /** undefined: never exit for idleness */
   exitIdleTimeMs?: number;
   drainTimeoutMs: number;
@@ -40,6 +53,8 @@ export interface Config {
   backlog: number;
   threads: number;
   logLevel: LogLevel;
+  /** --log-connections: an info line per connection */
+  logConnections: boolean;
   debug: boolean;
 }
 
@@ -51,6 +66,8 @@ export interface RawOptions {
   runtime?: string | string[];
   runcRoot?: string | string[];
   readyTimeout?: string | string[];
+  readyExec?: string | string[];
+  ready?: string | string[];
   exitIdleTime?: string | string[];
   drainTimeout?: string | string[];
   connectTimeout?: string | string[];
@@ -61,6 +78,7 @@ export interface RawOptions {
   backlog?: string | string[];
   threads?: string | string[];
   logLevel?: string | string[];
+  logConnections?: boolean;
   debug?: boolean;
 }
 
@@ -68,7 +86,7 @@ function usage(message: string): NsproxyError {
   return new NsproxyError('NSPROXY_ERR_USAGE', message);
 }
 
-function single(name: string, value: string | string[] | undefined): string | undefined {
+export function single(name: string, value: string | string[] | undefined): string | undefined {
   if (Array.isArray(value)) {
     if (value.length > 1) throw usage(`--${name} given ${value.length} times; give it once`);
     return value[0];
@@ -76,7 +94,7 @@ function single(name: string, value: string | string[] | undefined): string | un
   return value;
 }
 
-function list(value: string | string[] | undefined): string[] {
+export function list(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
   return Array.isArray(value) ? value : [value];
 }
@@ -89,7 +107,7 @@ function positiveInt(name: string, value: string | undefined, fallback: number, 
   return Number(value);
 }
 
-function targetSpec(raw: RawOptions): TargetSpec {
+export function targetSpec(raw: RawOptions): TargetSpec {
   const pid = single('pid', raw.pid);
   const netns = single('netns', raw.netns);
   const container = single('container', raw.container);
@@ -118,7 +136,7 @@ function targetSpec(raw: RawOptions): TargetSpec {
   throw usage('no target namespace; give --container NAME, --pid PID or --netns NAME|PATH (see nsproxy --help)');
 }
 
-function parseRoute(text: string, target: TargetSpec): Route {
+export function parseRoute(text: string, target: TargetSpec): Route {
   const named = /^([^=[\]:@]+)=(.*)$/.exec(text);
   const name = named?.[1];
   const rest = named ? (named[2] as string) : text;
@@ -158,14 +176,38 @@ function duration(name: string, value: string | undefined, fallbackMs: number): 
 
 /** A duration where 0, "off" and "infinity" mean "none" (0). */
 function offOrDuration(name: string, value: string | undefined, fallbackMs: number): number {
-  if (value === 'off' || value === 'infinity' || value === 'no') return 0;
-  return duration(name, value, fallbackMs);
+  if (value === 'off' || value === 'no') return 0;
+  const ms = duration(name, value, fallbackMs);
+  return ms === Infinity ? 0 : Math.round(ms);
+}
+
+export function readyExec(text: string | undefined): ReadyExec | undefined {
+  if (text === undefined) return undefined;
+  let argv: string[];
+  try {
+    argv = splitCommand(text);
+  } catch (err) {
+    throw usage(`--ready-exec '${text}': ${(err as Error).message}; quote the command as a shell would, e.g. --ready-exec 'pg_isready -h 127.0.0.1'`);
+  }
+  if (argv.length === 0) throw usage("--ready-exec is empty; give the command that exits 0 once the service is ready, e.g. 'pg_isready -h 127.0.0.1'");
+  return { command: text, argv };
+}
+
+/** --ready tcp|health; health needs podman's inspect data. */
+export function readyHealth(value: string | undefined, target: TargetSpec): boolean {
+  if (value === undefined || value === 'tcp') return false;
+  if (value !== 'health') throw usage(`--ready '${value}': not a readiness kind; use one of ${READY_KINDS.join(', ')} (and --ready-exec CMD for a command)`);
+  if (target.kind !== 'container' || target.runtime !== 'podman') {
+    throw usage("--ready health needs --container with podman (it reads podman's healthcheck status); use --ready-exec CMD for other targets");
+  }
+  return true;
 }
 
 export function buildConfig(raw: RawOptions): Config {
   const target = targetSpec(raw);
   const routes = parseRoutes(raw, target);
   const exitIdle = single('exit-idle-time', raw.exitIdleTime);
+  const exitIdleTimeMs = exitIdle === undefined ? Infinity : parseDuration('--exit-idle-time', exitIdle);
   const listen = list(raw.listen).map((text) => parseEndpoint(text, { option: '--listen', portOnly: true, portZero: true }));
   const logLevel = single('log-level', raw.logLevel) ?? (raw.debug ? 'debug' : 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
@@ -177,7 +219,9 @@ export function buildConfig(raw: RawOptions): Config {
     listen,
     defaultListen: defaultListenFor(routes),
     readyTimeoutMs: duration('ready-timeout', single('ready-timeout', raw.readyTimeout), 60_000),
-    exitIdleTimeMs: exitIdle === undefined || exitIdle === 'infinity' ? undefined : parseDuration('--exit-idle-time', exitIdle),
+    readyExec: readyExec(single('ready-exec', raw.readyExec)),
+    readyHealth: readyHealth(single('ready', raw.ready), target),
+    exitIdleTimeMs: exitIdleTimeMs === Infinity ? undefined : exitIdleTimeMs,
     drainTimeoutMs: duration('drain-timeout', single('drain-timeout', raw.drainTimeout), 10_000),
     connectTimeoutMs: offOrDuration('connect-timeout', single('connect-timeout', raw.connectTimeout), 10_000),
     keepaliveMs: offOrDuration('keepalive', single('keepalive', raw.keepalive), 120_000),
@@ -185,6 +229,7 @@ export function buildConfig(raw: RawOptions): Config {
     backlog: positiveInt('backlog', single('backlog', raw.backlog), 128, 65535),
     threads: positiveInt('threads', single('threads', raw.threads), 1, 64),
     logLevel: logLevel as LogLevel,
+    logConnections: raw.logConnections ?? false,
     debug: raw.debug ?? false,
   };
 }

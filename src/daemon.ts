@@ -1,15 +1,19 @@
 // daemon.ts — the lifecycle: open the target and the listeners, start the engine paused, wait
-// until the target answers, forward; follow a container across restarts; exit when idle; drain
-// on SIGTERM/SIGINT. The engine moves the bytes; this file only decides what and when.
+// until the target is ready, forward; follow a container across restarts; reload on SIGHUP;
+// exit when idle; drain on SIGTERM/SIGINT. The engine moves the bytes; this file only decides
+// what and when.
 import { formatEndpoint, type Endpoint } from './address';
 import type { Config } from './config';
+import { connectionLogger } from './connection-log';
 import { formatDuration } from './duration';
 import { errnoCode, EXIT_OK, NsproxyError } from './errors';
 import { openListeners, type HostListener } from './listeners';
 import type { Logger } from './log';
-import type { Engine, EngineEvent } from './native';
+import type { Engine } from './native';
 import { Notifier } from './notifier';
-import { waitUntilReady } from './readiness';
+import { execCheck } from './ready-exec';
+import { healthCheck } from './ready-health';
+import { tcpCheck, waitUntilReady, type ReadyCheck } from './readiness';
 import { resolveDestination, routeListeners } from './routes';
 import { statusLine } from './status';
 import { takePassedSockets } from './systemd';
@@ -20,6 +24,8 @@ export interface DaemonDeps extends TargetDeps {
   pid: number;
   /** calls back with the signal's name whenever the daemon is asked to stop */
   onStopSignal: (handler: (signal: string) => void) => void;
+  /** calls back whenever the daemon is asked to reload (SIGHUP) */
+  onReloadSignal: (handler: () => void) => void;
 }
 
 /** Pipe size asked of the kernel: fewer splice calls per megabyte than the 64 KiB default. */
@@ -45,33 +51,6 @@ function enterFailure(target: Target, err: unknown): NsproxyError {
   return new NsproxyError('NSPROXY_ERR_ENTER_NETNS', `cannot enter the network namespace of ${target.description} (${(err as Error).message}); ${hint}`, { cause: err });
 }
 
-function eventLogger(log: Logger, listeners: HostListener[], endpoints: () => Endpoint[]): (events: EngineEvent[]) => void {
-  return (events) => {
-    for (const event of events) {
-      const listener = listeners[event.listener]?.address;
-      switch (event.type) {
-        case 'opened':
-          log.debug({ id: event.id, peer: event.peer, listener }, 'connection opened');
-          break;
-        case 'closed':
-          log.debug({ id: event.id, bytesIn: event.bytesIn, bytesOut: event.bytesOut, durationMs: event.durationMs, code: event.code }, 'connection closed');
-          break;
-        case 'connect-failed': {
-          const to = endpoints()[event.listener];
-          log.warn({ id: event.id, to: to && formatEndpoint(to), code: event.code, syscall: event.syscall, listener }, 'connect failed');
-          break;
-        }
-        case 'accept-failed':
-          log.error({ code: event.code, syscall: event.syscall, listener, count: event.count }, 'accept failed');
-          break;
-        case 'helper-restarted':
-          log.warn({ helperPid: event.pid || undefined, code: event.code, syscall: event.syscall }, event.pid ? 'helper died; a new one takes over' : 'helper could not be started; retrying');
-          break;
-      }
-    }
-  };
-}
-
 class Daemon {
   private target!: Target;
   private engine!: Engine;
@@ -81,7 +60,11 @@ class Daemon {
   private stopReason?: StopReason;
   private wakeStop: () => void = () => undefined;
   private watch?: { close(): void };
+  /** a container restart or a reload is switching targets: not accepting meanwhile */
   private following = false;
+  /** READY=1 was sent once; a SIGHUP before that is handled right after */
+  private forwarding = false;
+  private reloadPending = false;
   private skipDrain = false;  // a second signal: stop now
 
   constructor(
@@ -97,6 +80,8 @@ class Daemon {
 
   async run(): Promise<number> {
     const { native, log } = this.deps;
+    // From the start: SIGHUP's default action would end the process (status 129).
+    this.deps.onReloadSignal(() => void this.onReload());
     this.target = await openTarget(this.config.target, this.deps);
     try {
       const passed = takePassedSockets(this.deps.env, this.deps.pid, native, this.deps.closeFd);
@@ -115,10 +100,10 @@ class Daemon {
           pipeSize: PIPE_SIZE,
           connectTimeoutMs: this.config.connectTimeoutMs,
           ...keepaliveOptions(this.config.keepaliveMs),
-          reportConnections: log.isLevelEnabled('debug'),
+          reportConnections: this.config.logConnections || log.isLevelEnabled('debug'),
           startPaused: true,
         },
-        eventLogger(log, this.listeners, () => this.endpoints),
+        connectionLogger(log, this.listeners, () => this.endpoints, this.config.logConnections),
       );
       this.listeners.forEach((listener, i) => this.engine.addListener(listener.fd, this.endpoints[i]!.address, this.endpoints[i]!.port));
       try {
@@ -143,7 +128,9 @@ class Daemon {
       log.info({ target: this.target.description, targetPid: this.target.pid, to: this.describeEndpoints(), connectionsMax: this.config.connectionsMax, threads: this.config.threads, nofile: limits.soft }, 'ready');
       this.notifier.status(this.forwardingPrefix(), { READY: 1 });
       this.engine.setAccepting(true);  // after the log and READY=1: nobody sees traffic before them
+      this.forwarding = true;
       this.watchTarget();
+      if (this.reloadPending) void this.onReload();
 
       const reason = await this.lifetime();
       return await this.shutdown(reason);
@@ -171,22 +158,31 @@ class Daemon {
     this.wakeStop();
   }
 
-  /** Probes every distinct endpoint from inside the namespace until all accept. */
-  private async waitReady(): Promise<void> {
+  /** What readiness means for this target: the --to ports accept, then --ready-exec, then health. */
+  private readyChecks(target: Target): ReadyCheck[] {
     const unique = [...new Map(this.endpoints.map((e) => [formatEndpoint(e), e])).values()];
+    const checks = unique.map((endpoint) => tcpCheck(this.deps.native, target, endpoint, target.description));
+    if (this.config.readyExec) checks.push(execCheck(this.deps.native, target, this.config.readyExec, this.deps.env));
+    if (this.config.readyHealth && this.config.target.kind === 'container') checks.push(healthCheck(this.config.target, target, this.deps.env));
+    return checks;
+  }
+
+  /** Waits until the target is ready; STATUS= and the log say what for. */
+  private async waitReady(): Promise<void> {
     let lastReport = 0;
-    const result = await waitUntilReady(this.deps.native, this.target, unique, {
+    const result = await waitUntilReady(this.readyChecks(this.target), {
       timeoutMs: this.config.readyTimeoutMs,
-      where: this.target.description,
       cancelled: () => this.stopReason !== undefined,
       onProgress: (progress) => {
         if (Date.now() - lastReport < 1000) return;
         lastReport = Date.now();
-        this.log.info({ to: progress.endpoint, attempt: progress.attempt, elapsedMs: progress.elapsedMs, lastError: progress.lastError }, 'waiting for target');
-        this.notifier.status(`waiting for ${progress.endpoint} in ${this.target.description} (attempt ${progress.attempt}, ${formatDuration(progress.elapsedMs)})`);
+        const { check } = progress;
+        this.log.info({ check: check.kind, to: check.to, waitingFor: check.waitingFor, attempt: progress.attempt, elapsedMs: progress.elapsedMs, lastError: progress.lastError }, 'waiting for target');
+        this.notifier.status(`waiting for ${check.waitingFor} (attempt ${progress.attempt}, ${formatDuration(progress.elapsedMs)}; last: ${progress.lastError})`);
       },
     });
-    this.log.info({ to: this.describeEndpoints(), attempts: result.attempts, elapsedMs: result.elapsedMs }, 'target ready');
+    const checks = ['tcp', ...(this.config.readyExec ? ['exec'] : []), ...(this.config.readyHealth ? ['health'] : [])];
+    this.log.info({ to: this.describeEndpoints(), checks, attempts: result.attempts, elapsedMs: result.elapsedMs }, 'target ready');
   }
 
   private watchTarget(): void {
@@ -205,8 +201,33 @@ class Daemon {
       return;
     }
     this.log.warn({ targetPid: pid }, 'target exited');
+    await this.switchTarget('restart');
+  }
+
+  /** SIGHUP: resolve the target again, refresh addresses, wait until it is ready. */
+  private async onReload(): Promise<void> {
+    if (this.stopReason) return;
+    if (this.following) {
+      // a restart being followed does all a reload would; one more afterwards is not needed
+      this.log.info('reload requested while the target is being resolved again; nothing more to do');
+      return;
+    }
+    if (!this.forwarding) {
+      this.reloadPending = true;  // still starting: reload once ready
+      return;
+    }
+    this.log.info({ target: this.target.description }, 'reloading');
+    await this.switchTarget('reload');
+  }
+
+  /**
+   * The container restarted, or a reload: stop accepting, find the target's (new) process and
+   * namespace, move the engine there if it changed, wait until it is ready, resume. Failing that
+   * within --ready-timeout is fatal, as at start.
+   */
+  private async switchTarget(why: 'restart' | 'reload'): Promise<void> {
     try {
-      await this.follow();
+      await this.follow(why);
     } catch (err) {
       if (this.stopReason) return;
       const error = err instanceof NsproxyError ? err : new NsproxyError('NSPROXY_ERR_INTERNAL', (err as Error).message, { cause: err });
@@ -215,12 +236,12 @@ class Daemon {
     }
   }
 
-  /** The container restarted: pause, find its new process and namespace, wait for it, resume. */
-  private async follow(): Promise<void> {
-    const exitedAt = Date.now();
+  private async follow(why: 'restart' | 'reload'): Promise<void> {
+    const startedAt = Date.now();
     this.following = true;
     this.engine.setAccepting(false);
-    this.notifier.status(`${this.target.description} exited; waiting for it to come back`, { RELOADING: 1 });
+    const waiting = why === 'restart' ? `${this.target.description} exited; waiting for it to come back` : `reloading: resolving ${this.target.description} again`;
+    this.notifier.reloading(waiting);
     const destinations = routeListeners(this.listeners, this.config.routes);
     let next: Target | undefined;
     let endpoints: Endpoint[] = [];
@@ -236,16 +257,21 @@ class Daemon {
         next = candidate;
       } catch (err) {
         if (this.stopReason) return;
-        if (!isTransient(err) || Date.now() - exitedAt >= this.config.readyTimeoutMs) throw err;
+        if (!isTransient(err) || Date.now() - startedAt >= this.config.readyTimeoutMs) throw err;
         await sleep(RETRY_RESOLVE_MS);
       }
     }
-    try {
-      this.engine.enterNetns(next.netnsFd, next.usernsFd ?? -1);
-    } catch (err) {
-      closeTarget(next, this.deps.closeFd);
-      throw enterFailure(next, err);
+    const moved = this.deps.native.fdInode(next.netnsFd) !== this.deps.native.fdInode(this.target.netnsFd);
+    if (moved) {
+      try {
+        this.engine.enterNetns(next.netnsFd, next.usernsFd ?? -1);
+      } catch (err) {
+        closeTarget(next, this.deps.closeFd);
+        throw enterFailure(next, err);
+      }
     }
+    this.watch?.close();
+    this.watch = undefined;
     closeTarget(this.target, this.deps.closeFd);
     this.target = next;
     this.endpoints = endpoints;
@@ -254,7 +280,11 @@ class Daemon {
     await this.waitReady();
     if (this.stopReason) return;
     // Said before the first connection is accepted, so a log reader never sees traffic first.
-    this.log.info({ targetPid: this.target.pid, downtimeMs: Date.now() - exitedAt }, 'target restarted');
+    if (why === 'restart') {
+      this.log.info({ targetPid: this.target.pid, downtimeMs: Date.now() - startedAt }, 'target restarted');
+    } else {
+      this.log.info({ targetPid: this.target.pid, to: this.describeEndpoints(), namespaceChanged: moved, pausedMs: Date.now() - startedAt }, 'reloaded');
+    }
     this.notifier.status(this.forwardingPrefix(), { READY: 1 });
     this.following = false;
     this.engine.setAccepting(true);

@@ -96,6 +96,46 @@ export interface Engine {
   setTarget(index: number, address: string, port: number): void;
 }
 
+/** What execInTarget runs, and as whom (see native/exec_in_target.h). */
+export interface ExecSpec {
+  /** the target process (its cgroup/ipc/uts/pid/mnt namespaces, root and cwd); 0 for a bare netns */
+  pid: number;
+  /** pidfd holding pid, checked after the /proc files are opened (PID reuse); -1 for none */
+  pidfd: number;
+  netnsFd: number;
+  /** the owning user namespace, joined first (no CAP_SYS_ADMIN); -1: enter directly */
+  usernsFd: number;
+  /** credentials inside; -1 / absent: keep nsproxy's */
+  uid: number;
+  gid: number;
+  groups?: number[];
+  /** the target's capability sets as /proc/PID/status shows them (hex); absent: keep */
+  capabilities?: { bounding: string; effective: string; permitted: string; inheritable: string };
+  noNewPrivs: boolean;
+  argv: string[];
+  /** the paths tried for argv[0], in order (the PATH search, done by the caller) */
+  candidates: string[];
+  /** "NAME=value" */
+  env: string[];
+  timeoutMs: number;
+  /** bytes of output kept (stdout and stderr together) */
+  outputMax: number;
+}
+
+export type ExecOutcome =
+  | { outcome: 'exited'; exitCode?: number; signal?: string; output: string; truncated: boolean }
+  | { outcome: 'timeout'; output: string; truncated: boolean }
+  | { outcome: 'failed'; code: string; errno: number; syscall: string; output: string; truncated: boolean };
+
+/** What inspectNetns saw inside a network namespace. */
+export interface NetnsSnapshot {
+  links: Array<{ index: number; name: string; up: boolean; loopback: boolean }>;
+  addresses: Array<{ index: number; family: 4 | 6; address: string; prefixLength: number; scope: number }>;
+  /** /proc/net/tcp and tcp6 as read inside */
+  tcp: string;
+  tcp6: string;
+}
+
 export interface Native {
   /** open(path, O_RDONLY|O_CLOEXEC) of a namespace file: /proc/PID/ns/net, /run/netns/NAME */
   openNamespace(path: string): number;
@@ -105,6 +145,13 @@ export interface Native {
    * one-shot helper when usernsFd >= 0) and closes: resolves null when the target accepted,
    * else why not ({code: 'ECONNREFUSED', ...}). */
   probeTcp(netnsFd: number, usernsFd: number, address: string, port: number, timeoutMs: number): Promise<null | { code: string; errno: number; syscall: string }>;
+  /** Runs a command inside the target as `podman exec` would (its namespaces, root, cwd, user),
+   * from a forked child that joins usernsFd first when given; never on libuv's pool. Resolves
+   * with how it ended; setup failures ('setns mnt', 'execve' ENOENT, ...) are outcome 'failed'. */
+  execInTarget(spec: ExecSpec): Promise<ExecOutcome>;
+  /** Interfaces, addresses and /proc/net/tcp{,6} from inside netnsFd (a forked child joins
+   * usernsFd first when >= 0); rejects with a Node-shaped error when it cannot get in. */
+  inspectNetns(netnsFd: number, usernsFd: number, timeoutMs: number): Promise<NetnsSnapshot>;
   /** ioctl(NS_GET_USERNS): a new fd of the user namespace that owns namespace fd */
   owningUserns(fd: number): number;
   /** ioctl(NS_GET_OWNER_UID): the uid that created user namespace usernsFd */

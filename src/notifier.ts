@@ -31,6 +31,15 @@ export class Notifier {
     }
   }
 
+  /**
+   * RELOADING=1 with STATUS=: a container restart being followed, or a reload. systemd >= 253
+   * wants MONOTONIC_USEC= (CLOCK_MONOTONIC, which process.hrtime reads) with it.
+   */
+  reloading(text: string): void {
+    this.lastStatus = text;
+    this.send({ RELOADING: 1, MONOTONIC_USEC: String(process.hrtime.bigint() / 1000n), STATUS: text });
+  }
+
   /** STATUS=, only when it changed. */
   status(text: string, extra: Record<string, string | number> = {}): void {
     if (text === this.lastStatus && Object.keys(extra).length === 0) return;

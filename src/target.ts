@@ -25,8 +25,11 @@ export interface TargetDeps {
   native: Native;
   env: NodeJS.ProcessEnv;
   closeFd: (fd: number) => void;
-  /** our effective uid: root enters namespaces itself, an owner goes through a helper */
+  /** our effective uid: a namespace's owner goes through a helper */
   euid: number;
+  /** CAP_SYS_ADMIN in our effective set (root, or AmbientCapabilities=): we enter namespaces
+   * ourselves. Decided by capability, not by uid 0. */
+  privileged: boolean;
   /** inode of our own user namespace (/proc/self/ns/user), as native.fdInode gives it */
   ownUsernsInode: string;
 }
@@ -76,25 +79,39 @@ function openProcess(spec: TargetSpec, pid: number, deps: TargetDeps): { pidfd: 
   }
 }
 
+/** How nsproxy may make sockets in a namespace (also what `nsproxy check` reports). */
+export type AccessPlan =
+  | { path: 'in-thread' }
+  | { path: 'helper'; usernsFd: number; ownerUid: number }
+  | { path: 'refused'; error: NsproxyError; ownerUid?: number };
+
 /**
- * How nsproxy may make sockets in `netnsFd`: root enters it directly (CAP_SYS_ADMIN over every
- * user namespace); its owner, without capabilities, through a helper that joins the owning user
- * namespace first. Anybody else is refused before anything is started.
+ * How nsproxy may make sockets in `netnsFd`: with CAP_SYS_ADMIN it enters it directly from its
+ * own threads; the namespace's owner, without capabilities, through a helper that joins the
+ * owning user namespace first. Anybody else is refused before anything is started.
  */
-function accessFor(netnsFd: number, description: string, deps: TargetDeps): { usernsFd?: number } {
-  if (deps.euid === 0) return {};
+export function accessPlan(netnsFd: number, description: string, deps: TargetDeps): AccessPlan {
+  if (deps.privileged) return { path: 'in-thread' };
   const usernsFd = deps.native.owningUserns(netnsFd);
   const owner = deps.native.usernsOwnerUid(usernsFd);
   if (owner !== deps.euid) {
     deps.closeFd(usernsFd);
-    throw new NsproxyError('NSPROXY_ERR_TARGET_FOREIGN', `the network namespace of ${description} belongs to uid ${owner}, not to you (uid ${deps.euid}); run nsproxy as uid ${owner}, or as root`);
+    const message = `the network namespace of ${description} belongs to uid ${owner}, not to you (uid ${deps.euid}); run nsproxy as uid ${owner}, or with CAP_SYS_ADMIN (root)`;
+    return { path: 'refused', ownerUid: owner, error: new NsproxyError('NSPROXY_ERR_TARGET_FOREIGN', message) };
   }
   if (deps.native.fdInode(usernsFd) === deps.ownUsernsInode) {
     // Owned by the user namespace we are in: joining it is no help, and we lack CAP_SYS_ADMIN in it.
     deps.closeFd(usernsFd);
-    throw new NsproxyError('NSPROXY_ERR_ENTER_NETNS', `cannot enter the network namespace of ${description}: it belongs to your own user namespace and you lack CAP_SYS_ADMIN; run nsproxy as root`);
+    const message = `cannot enter the network namespace of ${description}: it belongs to your own user namespace and you lack CAP_SYS_ADMIN; run nsproxy as root`;
+    return { path: 'refused', ownerUid: owner, error: new NsproxyError('NSPROXY_ERR_ENTER_NETNS', message) };
   }
-  return { usernsFd };
+  return { path: 'helper', usernsFd, ownerUid: owner };
+}
+
+function accessFor(netnsFd: number, description: string, deps: TargetDeps): { usernsFd?: number } {
+  const plan = accessPlan(netnsFd, description, deps);
+  if (plan.path === 'refused') throw plan.error;
+  return plan.path === 'helper' ? { usernsFd: plan.usernsFd } : {};
 }
 
 function withAccess(target: Target, deps: TargetDeps): Target {
@@ -127,15 +144,21 @@ async function openContainer(spec: Extract<TargetSpec, { kind: 'container' }>, d
   }
 }
 
-export async function openTarget(spec: TargetSpec, deps: TargetDeps): Promise<Target> {
+/** The target's namespace (and process), without deciding yet whether nsproxy may enter it. */
+export async function resolveTarget(spec: TargetSpec, deps: TargetDeps): Promise<Target> {
   switch (spec.kind) {
     case 'netns':
-      return withAccess({ netnsFd: openNetns(spec, spec.path, deps), description: describeTarget(spec) }, deps);
+      return { netnsFd: openNetns(spec, spec.path, deps), description: describeTarget(spec) };
     case 'pid':
-      return withAccess({ ...openProcess(spec, spec.pid, deps), pid: spec.pid, description: describeTarget(spec) }, deps);
+      return { ...openProcess(spec, spec.pid, deps), pid: spec.pid, description: describeTarget(spec) };
     case 'container':
-      return withAccess(await openContainer(spec, deps), deps);
+      return openContainer(spec, deps);
   }
+}
+
+/** The target, ready for the engine: resolved, and with the way in decided (accessPlan). */
+export async function openTarget(spec: TargetSpec, deps: TargetDeps): Promise<Target> {
+  return withAccess(await resolveTarget(spec, deps), deps);
 }
 
 export function closeTarget(target: Target, closeFd: (fd: number) => void): void {

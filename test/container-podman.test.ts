@@ -1,7 +1,7 @@
 // --container against real rootful podman containers (local busybox image, runc,
 // no registry): --network=none with the fixture server on 127.0.0.1 inside, by name
 // and by ID; --to @NETWORK:PORT on a bridge network; readiness (the service starts
-// listening 3 s after the container, clients that connect before are served, none is
+// listening 8 s after the container, clients that connect before are served, none is
 // refused); following the container across `podman restart` without restarting nsproxy.
 import t from 'tap';
 import { startNsproxy, spawnNsproxy, type LogLine, type Nsproxy } from './helpers/nsproxy';
@@ -26,6 +26,7 @@ import {
 const MiB = 1024 * 1024;
 const PORT = 8080; // inside the container
 const TO = `127.0.0.1:${PORT}`;
+const SERVICE_DELAY_MS = 8000; // the readiness test's service starts this long after its container
 
 type Tap = tap.Test;
 
@@ -105,7 +106,8 @@ t.test('readiness: clients that connect before the service listens are served, n
   const hostPort = await freePort();
   const c = await runContainer(t, {
     args: fixtureServerMounts(),
-    cmd: ['sh', '-c', `sleep 3; exec node /fixtures/server.js --mode hash --listen ${TO}`],
+    // long enough for nsproxy to start and bind first on a loaded 2-CPU machine (podman inspect alone can take seconds)
+    cmd: ['sh', '-c', `sleep ${SERVICE_DELAY_MS / 1000}; exec node /fixtures/server.js --mode hash --listen ${TO}`],
   });
   const containerStarted = Date.now();
   const px = spawnNsproxy(t, ['--container', c.name, '--to', TO, '--listen', `127.0.0.1:${hostPort}`], { env: podmanEnv(), readyTimeoutMs: 60000 });
@@ -127,7 +129,7 @@ t.test('readiness: clients that connect before the service listens are served, n
   await px.ready();
   t.comment(
     `early clients answered ${answered - early} ms after connecting; "target ready" after ${JSON.stringify(tr.attempts)} probes, ` +
-      `elapsedMs=${JSON.stringify(tr.elapsedMs)}; service started ${3000} ms after the container`,
+      `elapsedMs=${JSON.stringify(tr.elapsedMs)}; service started ${SERVICE_DELAY_MS} ms after the container`,
   );
   t.ok(logged('waiting for target'), 'logged "waiting for target" while the service was not there');
   const waiting = px.logs.filter((l) => l.msg === 'waiting for target');

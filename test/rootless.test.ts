@@ -90,7 +90,7 @@ t.test("refused: another user's or root's namespace, before anything starts", as
   const ns = await makeNetns(t);
   const rootNs = await runAs(user, ['--netns', ns, '--to', '127.0.0.1:7000', '--listen', '127.0.0.1:0']);
   assertOneStderrLine(t, rootNs, 2);
-  t.match(rootNs.stderr, new RegExp(`the network namespace of netns ${ns} belongs to uid 0, not to you \\(uid ${user.uid}\\); run nsproxy as uid 0, or as root`));
+  t.match(rootNs.stderr, new RegExp(`the network namespace of netns ${ns} belongs to uid 0, not to you \\(uid ${user.uid}\\); run nsproxy as uid 0, or with CAP_SYS_ADMIN \\(root\\)`));
   t.notMatch(rootNs.stdout, /listening|ready/, 'nothing was opened');
 
   const rootProcess = await startUnshareServer(t, 'echo', ['127.0.0.1:7000']);

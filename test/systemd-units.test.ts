@@ -99,14 +99,15 @@ t.test('the activator units say what the lab promises', async (t) => {
   const read = (f: string): string => fs.readFileSync(path.join(SHIPPED_DIR, f), 'utf8');
   const act = read('postgresql-activator.service');
   t.same(values(act, 'Service', 'Type'), ['notify'], 'Type=notify');
-  t.same(values(act, 'Service', 'ExecStart'), ['/usr/local/bin/nsproxy --container test-postgresql --to 127.0.0.1:5432'], 'ExecStart= is nsproxy alone');
+  t.same(values(act, 'Service', 'ExecStart'), ["/usr/local/bin/nsproxy --container test-postgresql --to 127.0.0.1:5432 --ready-exec 'pg_isready -h 127.0.0.1'"], 'ExecStart= is nsproxy alone, waiting for pg_isready inside the container');
   t.same(values(act, 'Service', 'ExecStartPre'), [], 'no ExecStartPre= (no podman inspect, no pg_isready loop)');
   t.match(values(act, 'Unit', 'Requires').join(' '), /test-postgresql\.service/, 'Requires= the container unit');
   t.match(values(act, 'Unit', 'After').join(' '), /test-postgresql\.service/, 'After= the container unit');
   t.same(values(read('postgresql-activator.socket'), 'Socket', 'ListenStream'), ['5432'], 'ListenStream=5432');
   t.same(values(read('postgresql-activator-unix.socket'), 'Socket', 'Service'), ['postgresql-activator.service'], 'the Unix socket feeds the same service');
   const stz = read('scale-to-zero/postgresql-activator.service.d/50-scale-to-zero.conf');
-  t.same(values(stz, 'Service', 'ExecStart'), ['', '/usr/local/bin/nsproxy --container test-postgresql --to 127.0.0.1:5432 --exit-idle-time 5min'], 'scale-to-zero: ExecStart= reset, then with --exit-idle-time');
+  t.same(values(stz, 'Service', 'ExecStart'), [], 'scale-to-zero: ExecStart= is not restated (later edits to the unit stay in force)');
+  t.same(values(stz, 'Service', 'Environment'), ['NSPROXY_EXIT_IDLE_TIME=5min'], 'scale-to-zero: one option, one line');
   t.same(values(read('scale-to-zero/test-postgresql.service.d/50-scale-to-zero.conf'), 'Unit', 'StopWhenUnneeded'), ['yes'], 'scale-to-zero: StopWhenUnneeded=yes');
   const hard = read('hardened/postgresql-activator.service.d/50-hardening.conf');
   t.same(values(hard, 'Service', 'NoNewPrivileges'), ['yes'], 'hardened: NoNewPrivileges=yes');
@@ -114,6 +115,23 @@ t.test('the activator units say what the lab promises', async (t) => {
   for (const bad of ['RestrictNamespaces', 'PrivateUsers', 'MemoryDenyWriteExecute', 'CapabilityBoundingSet', 'ProtectSystem', 'ProtectHome', 'PrivateTmp']) {
     t.same(values(hard, 'Service', bad), [], `hardened: no ${bad}= (breaks nsproxy or podman, or does nothing, under a user manager: see README.md)`);
   }
+});
+
+t.test('every shipped service reloads with SIGHUP', async (t) => {
+  for (const f of shippedFiles().filter((x) => !x.includes('/') && x.endsWith('.service'))) {
+    const text = fs.readFileSync(path.join(SHIPPED_DIR, f), 'utf8');
+    t.same(values(text, 'Service', 'ExecReload'), ['kill -HUP $MAINPID'], `${f}: ExecReload=kill -HUP $MAINPID`);
+    t.same(values(text, 'Service', 'Type'), ['notify'], `${f}: Type=notify (RELOADING=1 ... READY=1 around the reload)`);
+  }
+});
+
+t.test('the hardened system unit example: an unprivileged user with CAP_SYS_ADMIN only', async (t) => {
+  const text = fs.readFileSync(path.join(SHIPPED_DIR, 'hardened/nsproxy-blue.service.d/50-hardening.conf'), 'utf8');
+  t.same(values(text, 'Service', 'User'), ['nsproxy']);
+  t.same(values(text, 'Service', 'AmbientCapabilities'), ['CAP_SYS_ADMIN']);
+  t.same(values(text, 'Service', 'CapabilityBoundingSet'), ['CAP_SYS_ADMIN']);
+  t.same(values(text, 'Service', 'RestrictNamespaces'), ['net'], 'setns(CLONE_NEWNET) only');
+  t.same(values(text, 'Service', 'MemoryDenyWriteExecute'), [], "no MemoryDenyWriteExecute= (V8's JIT)");
 });
 
 t.test('the quadlet files: no network, no published port, started on demand only', async (t) => {
@@ -125,6 +143,10 @@ t.test('the quadlet files: no network, no published port, started on demand only
     t.equal(values(text, 'Container', 'ContainerName').length, 1, `${f}: ContainerName= (nsproxy --container names it)`);
     t.notOk(s.has('Install'), `${f}: no [Install] (a socket starts it)`);
   }
+  const pg = fs.readFileSync(path.join(SHIPPED_DIR, 'test-postgresql.container'), 'utf8');
+  t.same(values(pg, 'Container', 'HealthCmd'), ['pg_isready -h 127.0.0.1'], 'test-postgresql.container: HealthCmd=pg_isready, the modern form of the gate');
+  t.match(pg, /^#Notify=healthy$/m, 'Notify=healthy noted for podman >= 5');
+  t.same(values(pg, 'Service', 'ExecStartPost'), [], 'no ExecStartPost= gate any more: nsproxy waits for readiness itself, after restarts too');
   const pgadmin = fs.readFileSync(path.join(SHIPPED_DIR, 'pgadmin.container'), 'utf8');
   t.ok(values(pgadmin, 'Container', 'Volume').includes('%t/postgresql:/run/postgresql'), 'pgadmin.container mounts the Unix socket directory');
   // quadlet itself (podman >= 4.4), when the machine has it

@@ -35,7 +35,7 @@ import {
   userProcesses,
   type RootlessUser,
 } from './helpers/rootless-podman';
-import { SHIPPED_DIR, requireFreePort, requireUserManager, sleep, startUserManager, sweepStaleUserManagers, type UserManager } from './helpers/systemd-user';
+import { requireFreePort, requireUserManager, sleep, startUserManager, sweepStaleUserManagers, type UserManager } from './helpers/systemd-user';
 import { alive, capEff, childrenOf, commOf } from './helpers/users';
 
 const USER = 'nsproxy-sd'; // this file's own user (rootless-podman.test.ts has another)
@@ -127,15 +127,14 @@ t.test('a systemd --user manager of a rootless user, with the shipped units inst
     `${b}/initdb -D ${DATA}/pg -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null || exit 1; ` +
     `exec ${b}/postgres -D ${DATA}/pg -c listen_addresses=127.0.0.1 -c port=5432 -c unix_socket_directories= ` +
     '-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100';
-  await mgr.installContainerUnit(`${PG}.service`, PG, ['--user', `${PG_UID}:${PG_GID}`, '--shm-size', '256m', '--tmpfs', `${DATA}:rw,mode=1777`, ...pgMounts], ['sh', '-c', script]);
-  // what the shipped quadlet adds to its [Service]: the pg_isready gate, and RestartMode=direct
-  // (systemd >= 254; 252 ignores it with a warning)
-  mgr.install(
-    `${PG}.service.d/10-as-the-quadlet.conf`,
-    '[Service]\nRestartMode=direct\n' +
-      `ExecStartPost=/usr/bin/podman exec ${PG} sh -c 'until ${b}/pg_isready -q -h 127.0.0.1 -p 5432; do sleep 0.2; done'\n`,
-  );
-  st.match(fs.readFileSync(path.join(SHIPPED_DIR, 'test-postgresql.container'), 'utf8'), /^ExecStartPost=\/usr\/bin\/podman exec test-postgresql sh -c 'until pg_isready -q -h 127\.0\.0\.1 -p 5432; do sleep 0\.2; done'$/m, 'the shipped quadlet has the same gate');
+  // PATH as in the official image (its bin directory first): the shipped activator's
+  // --ready-exec 'pg_isready -h 127.0.0.1' finds pg_isready there, inside the container
+  const pgPath = `PATH=${b}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
+  await mgr.installContainerUnit(`${PG}.service`, PG, ['--user', `${PG_UID}:${PG_GID}`, '--shm-size', '256m', '--tmpfs', `${DATA}:rw,mode=1777`, '-e', pgPath, ...pgMounts], ['sh', '-c', script]);
+  // what the shipped quadlet adds to its [Service]: RestartMode=direct (systemd >= 254; 252
+  // ignores it with a warning). Its HealthCmd= needs podman's timers (a user bus); the
+  // activator waits with --ready-exec instead.
+  mgr.install(`${PG}.service.d/10-as-the-quadlet.conf`, '[Service]\nRestartMode=direct\n');
 
   // lab step 2's client: busybox httpd whose CGI asks PostgreSQL through /run/postgresql,
   // the Unix socket directory of postgresql-activator-unix.socket bind-mounted from %t
@@ -200,6 +199,7 @@ t.test('the first connection starts the container and nsproxy; StatusText counts
   const ready = logs.find((l) => l.msg === 'ready');
   st.equal(ready?.targetPid, cpid, '"ready" names the container\'s PID');
   st.ok(logs.findIndex((l) => l.msg === 'target ready') < logs.findIndex((l) => l.msg === 'ready'), 'readiness probe before "ready"');
+  st.same(logs.find((l) => l.msg === 'target ready')?.checks, ['tcp', 'exec'], "the port accepted, then --ready-exec pg_isready passed inside the rootless container, with CapEff 0");
 
   await psql(e, '127.0.0.1', 'select 1');
   const status = await e.mgr.waitFor(ACT, ['StatusText'], (x) => /; \d+ active, [2-9]\d* total/.test(x.StatusText ?? ''), 5000, 'counters in StatusText');
@@ -281,6 +281,26 @@ t.test('the container crashes and its unit restarts it: a client connecting mean
   }
 });
 
+t.test('systemctl --user reload: SIGHUP re-resolves and re-checks the container, same process, no failed state', async (st) => {
+  const e = need(st);
+  if (!e) return;
+  const before = await e.mgr.show(ACT, ['MainPID', 'ActiveState']);
+  st.equal(before.ActiveState, 'active', 'active before');
+  const pid = Number(before.MainPID);
+  const reloadsBefore = e.mgr.logs(pid).filter((l) => l.msg === 'reloaded').length;
+  const r = await e.mgr.systemctl(['reload', ACT]);
+  st.equal(r.code, 0, 'systemctl --user reload succeeds (ExecReload=kill -HUP $MAINPID)', { stderr: r.stderr });
+  await e.mgr.waitForLog(() => e.mgr.logs(pid).filter((l) => l.msg === 'reloaded').length > reloadsBefore, 30000, '"reloaded"');
+  const reloaded = e.mgr.logs(pid).filter((l) => l.msg === 'reloaded').pop();
+  st.equal(reloaded?.namespaceChanged, false, 'same container, same namespace: the engine stays where it is');
+  st.same(e.mgr.logs(pid).filter((l) => l.msg === 'target ready').pop()?.checks, ['tcp', 'exec'], 'and pg_isready was run again');
+  const after = await e.mgr.waitFor(ACT, ['ActiveState', 'MainPID', 'NRestarts', 'Result'], (x) => x.ActiveState === 'active', 30000, 'active again');
+  st.equal(after.MainPID, before.MainPID, 'the same nsproxy (SIGHUP no longer kills it)');
+  st.equal(`${after.NRestarts}/${after.Result}`, '0/success', 'no restart, no failure');
+  const q = await psql(e, '127.0.0.1', 'select 3');
+  st.equal(q.stdout.trim(), '3', 'forwarding after the reload', { stderr: q.stderr });
+});
+
 t.test('lab step 2: a client container with no network starts the PostgreSQL chain through a Unix socket', async (st) => {
   const e = need(st);
   if (!e) return;
@@ -352,10 +372,11 @@ t.test('scale to zero: --exit-idle-time, then StopWhenUnneeded= stops the contai
   await stopUnits(e, [ACT, `${PG}.service`]);
   e.mgr.install(STZ_PG, e.mgr.shipped(`scale-to-zero/${STZ_PG}`));
   // the shipped 5min, shortened for the test
-  e.mgr.install(STZ_ACT, e.mgr.shipped(`scale-to-zero/${STZ_ACT}`, [['--exit-idle-time 5min', '--exit-idle-time 3s']]));
+  e.mgr.install(STZ_ACT, e.mgr.shipped(`scale-to-zero/${STZ_ACT}`, [['NSPROXY_EXIT_IDLE_TIME=5min', 'NSPROXY_EXIT_IDLE_TIME=3s']]));
   await e.mgr.daemonReload();
   st.equal((await e.mgr.show(`${PG}.service`, ['StopWhenUnneeded'])).StopWhenUnneeded, 'yes', 'StopWhenUnneeded=yes on the container unit');
-  st.match((await e.mgr.show(ACT, ['ExecStart'])).ExecStart, /--exit-idle-time 3s/, 'ExecStart with --exit-idle-time');
+  st.match((await e.mgr.show(ACT, ['Environment'])).Environment, /NSPROXY_EXIT_IDLE_TIME=3s/, 'the drop-in sets one variable');
+  st.notMatch((await e.mgr.show(ACT, ['ExecStart'])).ExecStart, /exit-idle-time/, "and leaves the unit's ExecStart= alone");
 
   for (const round of [1, 2]) {
     const t0 = Date.now();

@@ -11,4 +11,4 @@ export function containerRuntime(name: RuntimeName, env: NodeJS.ProcessEnv, runc
   return name === 'runc' ? runcRuntime(env, runcRoot) : podmanRuntime(env);
 }
 
-export type { ContainerRuntime, ContainerState } from './runtime';
+export type { ContainerHealth, ContainerRuntime, ContainerState } from './runtime';

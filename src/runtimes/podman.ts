@@ -1,11 +1,28 @@
 // podman.ts — --container with podman: `podman inspect --type container NAME`.
 import { NsproxyError } from '../errors';
-import { runCommand, runtimeFailed, type ContainerRuntime, type ContainerState } from './runtime';
+import { runCommand, runtimeFailed, type ContainerHealth, type ContainerRuntime, type ContainerState } from './runtime';
+
+interface PodmanHealth {
+  Status?: string;
+  FailingStreak?: number;
+  Log?: Array<{ ExitCode?: number; Output?: string }> | null;
+}
 
 interface PodmanInspect {
   Id: string;
-  State: { Pid: number; Running: boolean; Status: string };
+  ImageName?: string;
+  Config?: { Env?: string[] | null };
+  /** podman 4 calls it Health (and Healthcheck, its older name); podman 5 Health */
+  State: { Pid: number; Running: boolean; Status: string; Health?: PodmanHealth; Healthcheck?: PodmanHealth };
   NetworkSettings?: { Networks?: Record<string, { IPAddress?: string; GlobalIPv6Address?: string }> };
+}
+
+/** State.Health, when the container has a healthcheck (podman reports Status "" without one). */
+function healthOf(state: PodmanInspect['State']): ContainerHealth | undefined {
+  const health = state.Health ?? state.Healthcheck;
+  if (!health?.Status) return undefined;
+  const last = health.Log?.[health.Log.length - 1];
+  return { status: health.Status, failingStreak: health.FailingStreak ?? 0, lastExitCode: last?.ExitCode, lastOutput: last?.Output };
 }
 
 export function podmanRuntime(env: NodeJS.ProcessEnv): ContainerRuntime {
@@ -25,7 +42,7 @@ export function podmanRuntime(env: NodeJS.ProcessEnv): ContainerRuntime {
       for (const [name, net] of Object.entries(data.NetworkSettings?.Networks ?? {})) {
         networks[name] = { ipv4: net.IPAddress || undefined, ipv6: net.GlobalIPv6Address || undefined };
       }
-      return { id: data.Id, pid: data.State.Pid, running: data.State.Running, status: data.State.Status, networks };
+      return { id: data.Id, pid: data.State.Pid, running: data.State.Running, status: data.State.Status, networks, env: data.Config?.Env ?? undefined, image: data.ImageName || undefined, health: healthOf(data.State) };
     },
   };
 }

@@ -14,6 +14,22 @@ export interface ContainerState {
   status: string;
   /** addresses per network name (podman: NetworkSettings.Networks) */
   networks: Record<string, { ipv4?: string; ipv6?: string }>;
+  /** the environment commands run with in it, as `podman exec` gives them (podman: Config.Env;
+   * runc: process.env of the bundle's config.json) */
+  env?: string[];
+  /** the image it runs, as the runtime names it (podman: ImageName) */
+  image?: string;
+  /** podman's healthcheck: State.Health (undefined: the runtime has none, or the container no check) */
+  health?: ContainerHealth;
+}
+
+export interface ContainerHealth {
+  /** "starting", "healthy", "unhealthy" */
+  status: string;
+  failingStreak: number;
+  /** the latest check's exit code and output */
+  lastExitCode?: number;
+  lastOutput?: string;
 }
 
 export interface ContainerRuntime {

@@ -56,7 +56,10 @@ const DATA = '/var/lib/postgresql/data';
  * queries (pg_isready from inside its netns). Container and data dir are removed
  * in teardown.
  */
-export async function startPostgresContainer(t: TestLike, opts: { name?: string; port?: number; network?: string } = {}): Promise<PgContainer> {
+export async function startPostgresContainer(
+  t: TestLike,
+  opts: { name?: string; port?: number; network?: string; podmanArgs?: string[]; settings?: string[] } = {},
+): Promise<PgContainer> {
   const pg = findPostgres();
   if ('problem' in pg) throw new Error(pg.problem);
   const port = opts.port ?? 5432;
@@ -78,11 +81,12 @@ export async function startPostgresContainer(t: TestLike, opts: { name?: string;
   const script =
     `[ -f ${DATA}/PG_VERSION ] || ${b}/initdb -D ${DATA} -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null || exit 1; ` +
     `exec ${b}/postgres -D ${DATA} -c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories= ` +
-    '-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100';
+    '-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100' +
+    (opts.settings ?? []).map((setting) => ` -c ${setting}`).join('');
   const c = await runContainer(t, {
     name: opts.name,
     network: opts.network,
-    args: ['--user', `${PG_UID}:${PG_GID}`, '--shm-size', '256m', ...mounts],
+    args: ['--user', `${PG_UID}:${PG_GID}`, '--shm-size', '256m', ...mounts, ...(opts.podmanArgs ?? [])],
     cmd: ['sh', '-c', script],
   });
   await waitForListenIn(c.pid, port, 60000, `postgres in ${c.name}`);

@@ -98,3 +98,31 @@ t.test('bad combinations and values are usage errors', async (t) => {
     t.throws(() => buildConfig(raw), { code: 'NSPROXY_ERR_USAGE', exitCode: 2, message: pattern }, JSON.stringify(raw));
   }
 });
+
+t.test('--ready-exec and --ready health', async (t) => {
+  const c = buildConfig({ container: 'db', to: '127.0.0.1:5432', readyExec: "sh -c 'pg_isready -h 127.0.0.1'", ready: 'health' });
+  t.same(c.readyExec, { command: "sh -c 'pg_isready -h 127.0.0.1'", argv: ['sh', '-c', 'pg_isready -h 127.0.0.1'] });
+  t.equal(c.readyHealth, true);
+  t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', ready: 'tcp' }).readyHealth, false);
+  const bad: [Parameters<typeof buildConfig>[0], RegExp][] = [
+    [{ pid: '1', to: '127.0.0.1:1', ready: 'health' }, /--ready health needs --container with podman/],
+    [{ container: 'c', runtime: 'runc', to: '127.0.0.1:1', ready: 'health' }, /--ready health needs --container with podman/],
+    [{ pid: '1', to: '127.0.0.1:1', ready: 'exec' }, /--ready 'exec': not a readiness kind; use one of tcp, health/],
+    [{ pid: '1', to: '127.0.0.1:1', readyExec: '' }, /--ready-exec is empty/],
+    [{ pid: '1', to: '127.0.0.1:1', readyExec: "sh -c 'x" }, /--ready-exec 'sh -c 'x': a ' is not closed; quote the command/],
+  ];
+  for (const [raw, message] of bad) t.throws(() => buildConfig(raw), { code: 'NSPROXY_ERR_USAGE', exitCode: 2, message }, JSON.stringify(raw));
+});
+
+t.test('localhost means 127.0.0.1; Unix socket paths are refused clearly', async (t) => {
+  t.same(buildConfig({ pid: '1', to: 'localhost:5432' }).routes[0]?.destination, { kind: 'address', endpoint: { address: '127.0.0.1', port: 5432, family: 4 } });
+  t.same(buildConfig({ pid: '1', to: '127.0.0.1:1', listen: 'localhost:8080' }).listen, [{ address: '127.0.0.1', port: 8080, family: 4 }]);
+  t.throws(() => buildConfig({ pid: '1', to: '/run/postgresql/.s.PGSQL.5432' }), { code: 'NSPROXY_ERR_INVALID_ADDRESS', message: /a Unix socket path; nsproxy forwards to TCP addresses only/ });
+});
+
+t.test('--log-connections; --exit-idle-time infinity means never', async (t) => {
+  t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', logConnections: true }).logConnections, true);
+  t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1' }).logConnections, false);
+  t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', exitIdleTime: 'infinity' }).exitIdleTimeMs, undefined);
+  t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', readyTimeout: 'infinity' }).readyTimeoutMs, Infinity);
+});

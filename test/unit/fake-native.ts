@@ -16,6 +16,8 @@ export function fakeNative(sockets: Record<number, Partial<SocketDescription> | 
     raiseNofileLimit: () => ({ soft: 1024, hard: 1024 }),
     sdNotify: () => undefined,
     probeTcp: async () => null,
+    execInTarget: async () => ({ outcome: 'exited', exitCode: 0, output: '', truncated: false }),
+    inspectNetns: async () => ({ links: [], addresses: [], tcp: '', tcp6: '' }),
     owningUserns: () => 103,
     usernsOwnerUid: () => 0,
     FdWatch: class {

@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
 import t from 'tap';
 
 import type { Route } from '../../src/config';
 import { formatDuration, parseDuration } from '../../src/duration';
-import { waitUntilReady } from '../../src/readiness';
+import { tcpCheck, waitUntilReady } from '../../src/readiness';
 import type { HostListener } from '../../src/listeners';
 import { resolveDestination, routeListeners } from '../../src/routes';
 import { complaint } from '../../src/runtimes/runtime';
@@ -22,6 +25,22 @@ t.test('durations as systemd writes them', async (t) => {
   }
   t.equal(formatDuration(450), '450 ms');
   t.equal(formatDuration(3210), '3.2 s');
+  t.equal(formatDuration(60_000), '60 s', 'whole seconds without a decimal');
+  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+  t.match(readme, `did not accept a connection within ${formatDuration(60_000)}\``, 'the README quotes the message as it is printed');
+  t.equal(formatDuration(Infinity), 'infinity');
+});
+
+t.test("durations: all of systemd's units, and infinity", async (t) => {
+  t.equal(parseDuration('--x', '250us'), 0.25);
+  t.equal(parseDuration('--x', '250usec'), 0.25);
+  t.equal(parseDuration('--x', '2d'), 2 * 86_400_000);
+  t.equal(parseDuration('--x', '1w 1d'), 8 * 86_400_000);
+  t.equal(parseDuration('--x', '1M'), 30.44 * 86_400_000, 'M is a month');
+  t.equal(parseDuration('--x', '1m'), 60_000, 'm is a minute');
+  t.equal(parseDuration('--x', '1y'), 365.25 * 86_400_000);
+  t.equal(parseDuration('--x', 'infinity'), Infinity);
+  t.throws(() => parseDuration('--x', '1fortnight'), { message: /not a time span; write e\.g\. 90s, 500ms, 2min, 1m30s, 1d or infinity/ });
 });
 
 t.test("runtime complaints become one clean line: the error, not a warning before it", async (t) => {
@@ -73,13 +92,13 @@ t.test('readiness: retries what waiting can cure, fails at once on what it canno
     };
     return { native, calls: () => calls };
   };
-  const options = { timeoutMs: 10_000, where: 'container db', onProgress: () => undefined };
+  const options = { timeoutMs: 10_000, onProgress: () => undefined };
 
   const refused = probing(['ECONNREFUSED', 'ECONNREFUSED']);
-  t.same((await waitUntilReady(refused.native, { netnsFd: 3 }, [endpoint], options)).attempts, 3, 'refused twice, then ready');
+  t.same((await waitUntilReady([tcpCheck(refused.native, { netnsFd: 3 }, endpoint, 'container db')], options)).attempts, 3, 'refused twice, then ready');
 
   const noFamily = probing(['EAFNOSUPPORT', 'EAFNOSUPPORT']);
-  await t.rejects(waitUntilReady(noFamily.native, { netnsFd: 3 }, [endpoint], options), {
+  await t.rejects(waitUntilReady([tcpCheck(noFamily.native, { netnsFd: 3 }, endpoint, 'container db')], options), {
     code: 'NSPROXY_ERR_NOT_READY',
     message: /^cannot probe \[::1\]:5432 in container db: connect EAFNOSUPPORT; check the --to address/,
   });
