@@ -2,8 +2,7 @@
 import { closeSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import yargs from 'yargs';
-
+import { quickParse, type OptionSpec, type ParsedArgs } from './args';
 import { buildConfig, LOG_LEVELS, type RawOptions } from './config';
 import { runDaemon } from './daemon';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, NsproxyError } from './errors';
@@ -72,25 +71,33 @@ function packageVersion(): string {
   return manifest.version;
 }
 
-function parser(argv: string[]) {
+/** The options, in --help order: read by yargs, and by quickParse() for the common case. */
+export const OPTIONS: Record<string, OptionSpec> = {
+  container: { type: 'string', requiresArg: true, description: 'Target a container by NAME or ID, resolved with --runtime; followed across restarts' },
+  runtime: { type: 'string', requiresArg: true, description: 'How --container is resolved: podman (podman inspect, the default) or runc (runc state)' },
+  'runc-root': { type: 'string', requiresArg: true, description: 'runc state directory (runc --root), for --runtime runc' },
+  pid: { type: 'string', requiresArg: true, description: 'Target the network namespace of process PID (/proc/PID/ns/net); nsproxy exits when PID does' },
+  netns: { type: 'string', requiresArg: true, description: 'Target a bind-mounted namespace: a NAME under /run/netns (ip netns add NAME), or a PATH' },
+  to: { type: 'string', requiresArg: true, description: 'Where to connect inside the namespace: 127.0.0.1:5432, [::1]:5432, or @NETWORK:PORT (the container\'s address on a podman network). NAME=... applies to the systemd socket NAME (FileDescriptorName=); repeatable' },
+  listen: { type: 'string', requiresArg: true, description: 'Host address to accept on, repeatable; PORT alone means 127.0.0.1:PORT, port 0 lets the kernel choose. Default: 127.0.0.1:<port of --to>, unless systemd passed sockets' },
+  'connections-max': { type: 'string', requiresArg: true, description: 'At most N connections at once (default 4096); at the limit nsproxy stops accepting and the kernel backlog holds the rest' },
+  backlog: { type: 'string', requiresArg: true, description: 'listen(2) backlog of --listen sockets (default 128)' },
+  threads: { type: 'string', requiresArg: true, description: 'Engine threads (default 1)' },
+  'ready-timeout': { type: 'string', requiresArg: true, description: 'How long to wait for the target to accept a connection before forwarding, and after a container restart (default 60s)' },
+  'exit-idle-time': { type: 'string', requiresArg: true, description: 'Exit 0 after no connection was open for this long (default: never); the .socket unit starts nsproxy again' },
+  'drain-timeout': { type: 'string', requiresArg: true, description: 'On SIGTERM, let open connections finish for up to this long (default 10s)' },
+  'log-level': { type: 'string', requiresArg: true, description: `One of ${LOG_LEVELS.join(', ')} (default info; debug logs every connection)` },
+  debug: { type: 'boolean', description: 'Log level debug, and stack traces on errors (also NSPROXY_DEBUG=1)' },
+};
+
+/** yargs proper, loaded only when quickParse() cannot answer: --help, --version, bad usage. */
+export function yargsFor(argv: string[]) {
+  // require(), not import(): a dynamic import() would load yargs' ESM build, whose help wraps differently.
+  const yargs = require('yargs') as typeof import('yargs');
   return yargs(argv)
     .scriptName('nsproxy')
     .usage(`Usage: nsproxy (--container NAME | --pid PID | --netns NAME|PATH) --to ADDR:PORT [options]\n\n${DESCRIPTION}`)
-    .option('container', { type: 'string', requiresArg: true, description: 'Target a container by NAME or ID, resolved with --runtime; followed across restarts' })
-    .option('runtime', { type: 'string', requiresArg: true, description: 'How --container is resolved: podman (podman inspect, the default) or runc (runc state)' })
-    .option('runc-root', { type: 'string', requiresArg: true, description: 'runc state directory (runc --root), for --runtime runc' })
-    .option('pid', { type: 'string', requiresArg: true, description: 'Target the network namespace of process PID (/proc/PID/ns/net); nsproxy exits when PID does' })
-    .option('netns', { type: 'string', requiresArg: true, description: 'Target a bind-mounted namespace: a NAME under /run/netns (ip netns add NAME), or a PATH' })
-    .option('to', { type: 'string', requiresArg: true, description: 'Where to connect inside the namespace: 127.0.0.1:5432, [::1]:5432, or @NETWORK:PORT (the container\'s address on a podman network). NAME=... applies to the systemd socket NAME (FileDescriptorName=); repeatable' })
-    .option('listen', { type: 'string', requiresArg: true, description: 'Host address to accept on, repeatable; PORT alone means 127.0.0.1:PORT, port 0 lets the kernel choose. Default: 127.0.0.1:<port of --to>, unless systemd passed sockets' })
-    .option('connections-max', { type: 'string', requiresArg: true, description: 'At most N connections at once (default 4096); at the limit nsproxy stops accepting and the kernel backlog holds the rest' })
-    .option('backlog', { type: 'string', requiresArg: true, description: 'listen(2) backlog of --listen sockets (default 128)' })
-    .option('threads', { type: 'string', requiresArg: true, description: 'Engine threads (default 1)' })
-    .option('ready-timeout', { type: 'string', requiresArg: true, description: 'How long to wait for the target to accept a connection before forwarding, and after a container restart (default 60s)' })
-    .option('exit-idle-time', { type: 'string', requiresArg: true, description: 'Exit 0 after no connection was open for this long (default: never); the .socket unit starts nsproxy again' })
-    .option('drain-timeout', { type: 'string', requiresArg: true, description: 'On SIGTERM, let open connections finish for up to this long (default 10s)' })
-    .option('log-level', { type: 'string', requiresArg: true, description: `One of ${LOG_LEVELS.join(', ')} (default info; debug logs every connection)` })
-    .option('debug', { type: 'boolean', description: 'Log level debug, and stack traces on errors (also NSPROXY_DEBUG=1)' })
+    .options(OPTIONS)
     .version(packageVersion())
     .help()
     .alias('help', 'h')
@@ -105,12 +112,15 @@ function parser(argv: string[]) {
     });
 }
 
+export async function parseWithYargs(argv: string[]): Promise<ParsedArgs & { help?: boolean; version?: boolean }> {
+  return yargsFor(argv).parseAsync();
+}
+
 /** Runs nsproxy with `argv` (without node and the script); resolves to the exit status. */
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug') || ['1', 'true', 'yes'].includes(process.env['NSPROXY_DEBUG'] ?? '');
   try {
-    const cli = parser(argv);
-    const parsed = (await cli.parseAsync()) as RawOptions & { help?: boolean; version?: boolean; _: (string | number)[] };
+    const parsed = (quickParse(argv, OPTIONS, 'nsproxy') ?? (await parseWithYargs(argv))) as RawOptions & ParsedArgs & { help?: boolean; version?: boolean };
     if (parsed.help || parsed.version || argv.includes('--help') || argv.includes('-h') || argv.includes('--version')) return EXIT_OK;
     if (parsed._.length > 0) throw new NsproxyError('NSPROXY_ERR_USAGE', `unexpected argument '${parsed._[0]}'; options start with -- (see nsproxy --help)`);
     const config = buildConfig({ ...parsed, debug: debug || parsed.debug });
