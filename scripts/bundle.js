@@ -13,20 +13,40 @@ const esbuild = require('esbuild');
 const DIST = path.join(__dirname, '..', 'dist');
 
 /**
- * pino's transports run in worker threads; nsproxy never uses them (it logs synchronously to
- * stdout: a daemon must not lose its last lines). Leaving them out of the bundle spares every
- * start-up loading thread-stream and node:worker_threads.
+ * What the bundle leaves out of its dependencies, and why: each of these would load Node
+ * modules at every start-up that nsproxy never needs.
+ *  - pino's transports run in worker threads; nsproxy never uses them (it logs synchronously to
+ *    stdout: a daemon must not lose its last lines). Out go thread-stream and node:worker_threads.
+ *  - pino asks node:worker_threads only whether it runs on the main thread: nsproxy always does.
+ *  - sonic-boom (pino's destination) loads node:assert for one check when it closes; node:assert
+ *    sets up process.stderr as it loads, and when stderr is a pipe or the journal's socket that
+ *    means node:net and the stream machinery. A plain function does the same check.
  */
-const leaveOutPinoTransports = {
-  name: 'leave-out-pino-transports',
+const STUBS = [
+  {
+    request: /^\.\/(lib\/)?transport$/,
+    importer: /[\\/]node_modules[\\/]pino[\\/]/,
+    contents: "module.exports = function transport() { throw new Error('pino transports are left out of nsproxy\\'s bundle'); };",
+  },
+  {
+    request: /^worker_threads$/,
+    importer: /[\\/]node_modules[\\/]pino[\\/]lib[\\/]tools\.js$/,
+    contents: 'module.exports = { isMainThread: true };',
+  },
+  {
+    request: /^assert$/,
+    importer: /[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/,
+    contents: "module.exports = function assert(ok, message) { if (!ok) throw new Error(message || 'assertion failed'); };",
+  },
+];
+
+const stubs = {
+  name: 'nsproxy-stubs',
   setup(build) {
-    build.onResolve({ filter: /^\.\/(lib\/)?transport$/ }, (args) =>
-      /[\\/]node_modules[\\/]pino[\\/]/.test(args.importer) ? { path: 'pino-transport', namespace: 'nsproxy-stub' } : undefined,
-    );
-    build.onLoad({ filter: /.*/, namespace: 'nsproxy-stub' }, () => ({
-      contents: "module.exports = function transport() { throw new Error('pino transports are left out of nsproxy\\'s bundle'); };",
-      loader: 'js',
-    }));
+    STUBS.forEach((stub, i) => {
+      build.onResolve({ filter: stub.request }, (args) => (stub.importer.test(args.importer) ? { path: String(i), namespace: 'nsproxy-stub' } : undefined));
+    });
+    build.onLoad({ filter: /.*/, namespace: 'nsproxy-stub' }, (args) => ({ contents: STUBS[Number(args.path)].contents, loader: 'js' }));
   },
 };
 
@@ -43,7 +63,7 @@ async function main() {
     // yargs proper serves only --help, --version and bad usage (src/args.ts): it loads from
     // node_modules then, and the bundle every start-up reads stays small.
     external: ['yargs'],
-    plugins: [leaveOutPinoTransports],
+    plugins: [stubs],
   });
 
   fs.rmSync(path.join(DIST, 'nsproxy.js.cache'), { force: true });
