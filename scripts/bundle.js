@@ -67,7 +67,10 @@ async function main() {
   });
 
   fs.rmSync(path.join(DIST, 'nsproxy.js.cache'), { force: true });
-  const train = spawnSync(process.execPath, [path.join(__dirname, 'code-cache.js')], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 60_000 });
+  // The training run gets main.js' own node flags: V8 rejects a cache made under other flags.
+  const shebang = /^#!\/usr\/bin\/env -S node(.*)$/m.exec(fs.readFileSync(path.join(DIST, 'main.js'), 'utf8').split('\n')[0]);
+  const flags = shebang ? shebang[1].trim().split(/\s+/).filter(Boolean) : [];
+  const train = spawnSync(process.execPath, [...flags, path.join(__dirname, 'code-cache.js')], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 60_000 });
   if (!fs.existsSync(path.join(DIST, 'nsproxy.js.cache'))) {
     process.stderr.write(`bundle: warning: no code cache made (nsproxy starts slower): ${train.error?.message ?? train.stderr.trim().split('\n').pop() ?? `exit ${train.status}`}\n`);
   }

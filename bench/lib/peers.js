@@ -142,13 +142,13 @@ const PEERS = {
   nsproxy: {
     id: 'nsproxy',
     label: 'nsproxy',
-    how: 'systemd-socket-activate -l HOST:PORT node dist/main.js --netns NS --to 127.0.0.1:PORT',
+    how: 'systemd-socket-activate -l HOST:PORT dist/main.js --netns NS --to 127.0.0.1:PORT (run as a program: its #! line\'s node flags apply)',
     activation(ctx, targetPort) {
       const args = [ctx.nsproxyMain, '--netns', ctx.ns.name, '--to', `127.0.0.1:${targetPort}`, '--connections-max', String(ctx.connectionsMax)];
       if (ctx.threads !== 1) args.push('--threads', String(ctx.threads));
       return {
         name: 'nsproxy',
-        argv: [process.execPath, ...args],
+        argv: args,
         ready: (p) => p.out.waitFor((l) => l.includes('"msg":"ready"'), 15000, 'nsproxy\'s "ready" log line').then(() => undefined),
       };
     },
