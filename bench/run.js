@@ -136,7 +136,7 @@ function parseArgs(argv) {
     if (!given.has('--conn-seconds')) o.connSeconds = 0.5;
     if (!given.has('--pg-seconds')) o.pgSeconds = 1;
     if (!given.has('--idle')) o.idleConns = 200;
-    if (!given.has('--cold-starts')) o.coldStarts = 3;
+    if (!given.has('--cold-starts')) o.coldStarts = 2;
     if (!given.has('--retry-busy')) o.retryBusy = 0;
   }
   if (o.skipPgbench) o.workloads = o.workloads.filter((w) => w !== 'pgbench');
@@ -200,7 +200,7 @@ async function main() {
     pgSeconds: o.pgSeconds,
     idleConns: o.idleConns,
     coldStarts: o.coldStarts,
-    settleMs: o.quick ? 1000 : 2000,
+    settleMs: o.quick ? 500 : 2000,
   };
   const echo = world.servers.find((p) => p.name === 'echo server');
   const peerCtx = { ns, connectionsMax: Math.max(4096, o.idleConns + 64), threads: o.threads, nsproxyMain, nextPort: portAllocator() };
