@@ -5,7 +5,7 @@
 // bare `node`. V8 checks the cache (its version, flags and the source) and ignores one that does
 // not fit, for instance after a Node.js upgrade: then the code is compiled as usual, only slower,
 // until the next `npm run build`.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Script } from 'node:vm';
@@ -21,10 +21,12 @@ export interface LoadedBundle {
   script: Script;
 }
 
-/** The bundled CLI, or undefined when there is no bundle (dist/ built by tsc alone). */
+/** The bundled CLI, or undefined when there is no bundle, or an older one than dist/cli.js
+ * (dist/ rebuilt by tsc alone, without scripts/bundle.js: its modules are the newer code). */
 export function loadBundle(): LoadedBundle | undefined {
   let source: string;
   try {
+    if (statSync(join(__dirname, 'cli.js')).mtimeMs > statSync(BUNDLE).mtimeMs) return undefined;
     source = readFileSync(BUNDLE, 'utf8');
   } catch {
     return undefined;
