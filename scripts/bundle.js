@@ -71,8 +71,11 @@ async function main() {
   const shebang = /^#!\/usr\/bin\/env -S node(.*)$/m.exec(fs.readFileSync(path.join(DIST, 'main.js'), 'utf8').split('\n')[0]);
   const flags = shebang ? shebang[1].trim().split(/\s+/).filter(Boolean) : [];
   const train = spawnSync(process.execPath, [...flags, path.join(__dirname, 'code-cache.js')], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 60_000 });
+  const said = (train.stderr || '').trim();
   if (!fs.existsSync(path.join(DIST, 'nsproxy.js.cache'))) {
-    process.stderr.write(`bundle: warning: no code cache made (nsproxy starts slower): ${train.error?.message ?? train.stderr.trim().split('\n').pop() ?? `exit ${train.status}`}\n`);
+    process.stderr.write(`bundle: warning: no code cache made (nsproxy starts slower): ${train.error?.message || said.split('\n').pop() || `exit ${train.status}`}\n`);
+  } else if (said) {
+    process.stderr.write(`bundle: note: the code cache's training run said:\n${said.replace(/^/gm, '  ')}\n`);
   }
 }
 
