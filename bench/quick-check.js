@@ -33,6 +33,7 @@ function main() {
     const problems = [];
     for (const p of j.peers) {
       for (const w of j.workloads) {
+        if (w.peers && !w.peers.includes(p.id)) continue;  // e.g. no cold start for direct
         const runs = j.runs.filter((/** @type {any} */ r) => r.peer === p.id && r.workload === w.id);
         if (!runs.length) {
           problems.push(`${w.id} × ${p.id}: did not run`);
@@ -52,7 +53,7 @@ function main() {
         }
       }
     }
-    const expectedWorkloads = ['iperf1', 'iperf4', 'pingpong', 'pingpong1cpu', 'connrate1', 'connrate16', 'pgbench', 'idle'];
+    const expectedWorkloads = ['iperf1', 'iperf4', 'pingpong', 'pingpong1cpu', 'connrate1', 'connrate16', 'pgbench', 'idle', 'coldstart', 'idlerss'];
     const ran = j.workloads.map((/** @type {any} */ w) => w.id);
     for (const w of expectedWorkloads) if (!ran.includes(w) && !process.argv.slice(2).length) problems.push(`workload ${w} was not run`);
     if (!j.markdown || !j.markdown.includes('| metric |')) problems.push('no markdown table in the results');

@@ -39,6 +39,8 @@ const USAGE = `usage: node bench/run.js [options]            (as root; npm run b
   --pg-seconds S       pgbench -T (default 5)
   --idle N             idle connections to open (default 5000; the hard fd limit here is
                        ${safeUlimit()}: socket-proxyd needs 6 fds per connection)
+  --cold-starts N      cold starts per coldstart run, each with a bare node -e 0 timed
+                       after it (default 10)
   --threads N          nsproxy --threads (default 1, as single-threaded as socket-proxyd)
   --retry-busy PCT     run a measurement again (at most twice) when processes other than
                        the bench's took more than PCT % of all CPUs meanwhile (default 25;
@@ -71,6 +73,7 @@ function parseArgs(argv) {
     connSeconds: 2,
     pgSeconds: 5,
     idleConns: 5000,
+    coldStarts: 10,
     threads: 1,
     out: path.join(__dirname, 'results'),
     jsonOnly: false,
@@ -112,6 +115,7 @@ function parseArgs(argv) {
       case '--conn-seconds': o.connSeconds = num(0.1); break;
       case '--pg-seconds': o.pgSeconds = Math.round(num(1)); break;
       case '--idle': o.idleConns = Math.round(num(1)); break;
+      case '--cold-starts': o.coldStarts = Math.round(num(1)); break;
       case '--threads': o.threads = Math.round(num(1)); break;
       case '--out': o.out = path.resolve(val()); break;
       case '--json-only': o.jsonOnly = true; break;
@@ -132,6 +136,7 @@ function parseArgs(argv) {
     if (!given.has('--conn-seconds')) o.connSeconds = 0.5;
     if (!given.has('--pg-seconds')) o.pgSeconds = 1;
     if (!given.has('--idle')) o.idleConns = 200;
+    if (!given.has('--cold-starts')) o.coldStarts = 2;
     if (!given.has('--retry-busy')) o.retryBusy = 0;
   }
   if (o.skipPgbench) o.workloads = o.workloads.filter((w) => w !== 'pgbench');
@@ -194,10 +199,12 @@ async function main() {
     connSeconds: o.connSeconds,
     pgSeconds: o.pgSeconds,
     idleConns: o.idleConns,
+    coldStarts: o.coldStarts,
+    settleMs: o.quick ? 500 : 2000,
   };
   const echo = world.servers.find((p) => p.name === 'echo server');
-  const runCtx = { ns, tcpbench, pgBin: world.pgBin, opts, echoPid: echo ? echo.pid : 0, nproc: machine.nproc };
   const peerCtx = { ns, connectionsMax: Math.max(4096, o.idleConns + 64), threads: o.threads, nsproxyMain, nextPort: portAllocator() };
+  const runCtx = { ns, tcpbench, pgBin: world.pgBin, opts, echoPid: echo ? echo.pid : 0, nproc: machine.nproc, peerCtx };
 
   /** @type {import('./lib/report').RunRecord[]} */
   const runs = [];
@@ -206,6 +213,7 @@ async function main() {
     const order = o.peers.map((_, i) => o.peers[(i + rep - 1) % o.peers.length]);
     for (const w of workloads) {
       for (const pid of order) {
+        if (w.peers && !w.peers.includes(pid)) continue;
         const peer = PEERS[pid];
         const tag = `rep ${rep}/${o.reps} ${w.id} × ${peer.id}`;
         /** @type {import('./lib/report').RunRecord} */
@@ -263,7 +271,7 @@ async function main() {
   const json = {
     meta,
     peers: o.peers.map((p) => ({ id: p, label: PEERS[p].label, how: PEERS[p].how })),
-    workloads: workloads.map((w) => ({ id: w.id, title: w.title, metrics: w.metrics })),
+    workloads: workloads.map((w) => ({ id: w.id, title: w.title, metrics: w.metrics, peers: w.peers || null })),
     summary: agg,
     ratios: Object.fromEntries(
       workloads.flatMap((w) => w.metrics.map((m) => [m.id, report.ratio(m, agg[m.id])])),
@@ -308,8 +316,8 @@ async function runOnce(peer, w, rep, peerCtx, runCtx) {
   /** @type {import('./lib/peers').Endpoint | null} */
   let ep = null;
   try {
-    ep = await peer.start(peerCtx, targetPort(w.target));
-    const r = await w.run(runCtx, ep);
+    if (!w.startsPeer) ep = await peer.start(peerCtx, targetPort(w.target));
+    const r = await w.run(runCtx, /** @type {import('./lib/peers').Endpoint} */ (ep), peer);
     rec.values = r.values;
     rec.extra = r.extra;
     rec.ok = true;

@@ -2,9 +2,8 @@
 #include "background.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include <thread>
 
@@ -75,26 +74,37 @@ Napi::Value ProbeTcpJs(const Napi::CallbackInfo& info) {
 
 namespace {
 
+// Watches the fd from the main thread's own event loop (libuv's epoll set, uv_poll): no thread
+// of its own, and the callback runs on the JavaScript thread directly. The handle is unref'd,
+// so a watch never keeps Node alive.
 class FdWatch : public Napi::ObjectWrap<FdWatch> {
  public:
-  FdWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdWatch>(info) {
+  FdWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdWatch>(info), context_(info.Env(), "nsproxy-fdwatch") {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsFunction()) {
       throw Napi::TypeError::New(env, "new FdWatch(fd, onReadable)");
     }
-    int fd = info[0].As<Napi::Number>().Int32Value();
-    watched_.reset(fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    cancel_.reset(eventfd(0, EFD_CLOEXEC));
-    if (!watched_.valid() || !cancel_.valid()) throw ErrnoError(env, errno, watched_.valid() ? "eventfd" : "fcntl");
-    callback_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "nsproxy-fdwatch", 0, 1);
-    callback_.Unref(env);
-    thread_ = std::thread([this] {
-      pollfd fds[2] = {{watched_.get(), POLLIN, 0}, {cancel_.get(), POLLIN, 0}};
-      while (poll(fds, 2, -1) < 0 && errno == EINTR) {
-      }
-      if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && !(fds[1].revents & POLLIN)) callback_.BlockingCall();
-      callback_.Release();
-    });
+    watched_.reset(fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0));
+    if (!watched_.valid()) throw ErrnoError(env, errno, "fcntl");
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "FdWatch: no event loop");
+    auto* poll = new uv_poll_t;
+    int err = uv_poll_init(loop, poll, watched_.get());
+    if (err != 0) {
+      delete poll;
+      throw ErrnoError(env, -err, "epoll_ctl");
+    }
+    poll->data = this;
+    poll_ = poll;
+    err = uv_poll_start(poll_, UV_READABLE, OnReadable);
+    if (err != 0) {
+      Close();
+      throw ErrnoError(env, -err, "epoll_ctl");
+    }
+    uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    // Node tears the environment down (workers, tests) before it frees the loop: close first.
+    hooked_ = napi_add_env_cleanup_hook(env, CloseHook, this) == napi_ok;
   }
 
   ~FdWatch() override { Close(); }
@@ -104,12 +114,38 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
   }
 
  private:
+  // Once: the watch closes itself, then calls back (as from any other event, with the microtasks
+  // that follow). An exception there is the process's uncaught exception, as for a thread-safe call.
+  static void OnReadable(uv_poll_t* poll, int /*status*/, int /*events*/) {
+    auto* self = static_cast<FdWatch*>(poll->data);
+    self->Close();
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    self->Ref();  // the callback may drop the last JavaScript reference to this watch
+    try {
+      self->callback_.MakeCallback(env.Global(), {}, self->context_);
+    } catch (const Napi::Error& error) {
+      napi_fatal_exception(env, error.Value());
+    }
+    self->Unref();
+  }
+
+  // Stops watching and closes the fd; idempotent. The handle's memory goes when libuv says it
+  // is closed, which may be after this object is gone.
   void Close() {
-    if (!thread_.joinable()) return;
-    uint64_t one = 1;
-    ssize_t ignored = write(cancel_.get(), &one, sizeof one);
-    (void)ignored;
-    thread_.join();
+    if (poll_ == nullptr) return;
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+    poll_ = nullptr;
+    watched_.reset();
+    if (hooked_) napi_remove_env_cleanup_hook(Env(), CloseHook, this);
+    hooked_ = false;
+  }
+
+  static void CloseHook(void* data) {
+    auto* self = static_cast<FdWatch*>(data);
+    self->hooked_ = false;  // being run: Node drops it itself
+    self->Close();
   }
 
   Napi::Value CloseJs(const Napi::CallbackInfo& info) {
@@ -118,9 +154,10 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
   }
 
   UniqueFd watched_;
-  UniqueFd cancel_;
-  Napi::ThreadSafeFunction callback_;
-  std::thread thread_;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext context_;
+  bool hooked_ = false;
 };
 
 }  // namespace

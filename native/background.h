@@ -1,5 +1,6 @@
-// background.h — binding functions whose work runs on a thread of its own (never libuv's pool:
-// a setns() there would leak into unrelated work) and reports back through a thread-safe call.
+// background.h — binding functions that work in the background: the probe on a thread of its own
+// (never libuv's pool: a setns() there would leak into unrelated work), reporting back through a
+// thread-safe call; FdWatch in the JavaScript thread's event loop.
 #pragma once
 
 #include <napi.h>
@@ -10,7 +11,8 @@ namespace nsproxy {
 Napi::Value ProbeTcpJs(const Napi::CallbackInfo& info);
 
 // new FdWatch(fd, onReadable): calls onReadable() once when fd becomes readable (a pidfd does
-// when its process exits); close() cancels. Does not keep the event loop alive.
+// when its process exits); close() cancels. Watched by the JavaScript thread's own event loop
+// (no thread); does not keep the event loop alive.
 Napi::Function DefineFdWatch(Napi::Env env);
 
 }  // namespace nsproxy

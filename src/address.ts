@@ -1,8 +1,6 @@
 // address.ts — parsing the ADDR:PORT forms of --to and --listen. Only numeric addresses and
 // localhost (127.0.0.1 in any namespace): another name would be resolved in the host's
 // namespace, not the target's, which is rarely what a user means.
-import { isIPv4, isIPv6 } from 'node:net';
-
 import { NsproxyError } from './errors';
 
 export interface Endpoint {
@@ -19,6 +17,21 @@ export interface ParseOptions {
   portOnly?: boolean;
   /** accept port 0 (let the kernel choose) */
   portZero?: boolean;
+}
+
+/** node:net's isIPv4 regular expression: loading node:net itself would cost a daemon's start-up
+ * some milliseconds (streams, TCP and pipe wrappers) that nsproxy never uses. */
+const V4_SEGMENT = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])';
+const IPV4 = new RegExp(`^(?:${V4_SEGMENT}\\.){3}${V4_SEGMENT}$`);
+
+export function isIPv4(text: string): boolean {
+  return IPV4.test(text);
+}
+
+/** node:net's isIPv6, loaded when first needed: only for an address with two colons or more, as
+ * every IPv6 address has. */
+export function isIPv6(text: string): boolean {
+  return text.indexOf(':') !== text.lastIndexOf(':') && (require('node:net') as typeof import('node:net')).isIPv6(text);
 }
 
 const EXAMPLE = 'write ADDR:PORT with a numeric address, e.g. 127.0.0.1:5432 or [::1]:5432';

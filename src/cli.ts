@@ -1,6 +1,5 @@
 // cli.ts — the command line: options, --help that reads like a man page, exit statuses.
-import yargs from 'yargs';
-
+import { quickParse, type OptionSpec as ParserSpec, type ParsedArgs } from './args';
 import { buildConfig, type RawOptions } from './config';
 import { runDaemon } from './daemon';
 import { attributeToEnvironment, envArguments, scanArguments } from './env-options';
@@ -11,14 +10,19 @@ import { createLogger, isJournalStream, isTerminal } from './log';
 import { DAEMON_OPTIONS } from './options';
 import { packageVersion } from './version';
 
-function parser(argv: string[]) {
-  let cli = yargs(argv)
+/** The option table (options.ts) as both parsers take it: yargs' .options(), and quickParse(). */
+export const OPTIONS: Record<string, ParserSpec> = Object.fromEntries(
+  DAEMON_OPTIONS.map((option) => [option.name, { type: option.type, requiresArg: option.type === 'string', description: option.description }]),
+);
+
+/** yargs proper, loaded only when quickParse() cannot answer: --help, --version, bad usage, a free word. */
+export function yargsFor(argv: string[]) {
+  // require(), not import(): a dynamic import() would load yargs' ESM build, whose help wraps differently.
+  const yargs = require('yargs') as typeof import('yargs');
+  return yargs(argv)
     .scriptName('nsproxy')
-    .usage(`Usage: ${USAGE}\n       nsproxy check|generate ... (see COMMANDS)\n\n${DESCRIPTION}`);
-  for (const option of DAEMON_OPTIONS) {
-    cli = cli.option(option.name, { type: option.type, requiresArg: option.type === 'string', description: option.description });
-  }
-  return cli
+    .usage(`Usage: ${USAGE}\n       nsproxy check|generate ... (see COMMANDS)\n\n${DESCRIPTION}`)
+    .options(OPTIONS)
     .version(packageVersion())
     .help()
     .alias('help', 'h')
@@ -31,6 +35,16 @@ function parser(argv: string[]) {
     .fail((message, err) => {
       throw err ?? new NsproxyError('NSPROXY_ERR_USAGE', `${message}; see nsproxy --help`);
     });
+}
+
+export async function parseWithYargs(argv: string[]): Promise<ParsedArgs & { help?: boolean; version?: boolean }> {
+  return yargsFor(argv).parseAsync();
+}
+
+/** The parsed command line: by yargs-parser alone when that is enough (a daemon's start), else by yargs. */
+async function parse(argv: string[]): Promise<RawOptions & ParsedArgs & { help?: boolean; version?: boolean }> {
+  const parsed = quickParse(argv, OPTIONS, 'nsproxy') ?? (await parseWithYargs(argv));
+  return parsed as RawOptions & ParsedArgs & { help?: boolean; version?: boolean };
 }
 
 /** The one free word of the command line, socket-proxyd's ADDR:PORT, as --to. */
@@ -53,8 +67,7 @@ export async function main(argv: string[]): Promise<number> {
     if (scanned.positionals.length > 0) scanned.given.add('to');
     const fromEnv = envArguments(process.env, DAEMON_OPTIONS, scanned.given);
     sources = fromEnv.sources;
-    const cli = parser([...fromEnv.args, ...argv]);  // before argv: never after a `--`
-    const parsed = (await cli.parseAsync()) as RawOptions & { help?: boolean; version?: boolean; _: (string | number)[] };
+    const parsed = await parse([...fromEnv.args, ...argv]);  // before argv: never after a `--`
     if (parsed.help || parsed.version || argv.includes('--help') || argv.includes('-h') || argv.includes('--version')) return EXIT_OK;
     const config = buildConfig({ ...positionalTo(parsed), debug: debug || parsed.debug });
     const log = createLogger(config.logLevel, isJournalStream(process.env) ? 'journal' : isTerminal(1) ? 'pretty' : 'json');

@@ -3,7 +3,6 @@
 // journal, lines are plain text with a syslog priority prefix: "<4>connect failed to=... code=...".
 // On a terminal, one readable line per event (log-pretty.ts).
 import { fstatSync, writeSync } from 'node:fs';
-import { isatty } from 'node:tty';
 
 import pino, { type Logger } from 'pino';
 
@@ -28,7 +27,12 @@ export function journalLine(record: Record<string, unknown>): string {
 
 /** Whether fd is a terminal. */
 export function isTerminal(fd: number): boolean {
-  return isatty(fd);
+  // node:tty only when fd is a character device at all: loading it costs every start ~2 ms.
+  try {
+    return fstatSync(fd).isCharacterDevice() && (require('node:tty') as typeof import('node:tty')).isatty(fd);
+  } catch {
+    return false;  // closed
+  }
 }
 
 /** True when $JOURNAL_STREAM ("DEV:INODE") names the file behind fd (stdout). */

@@ -1,7 +1,8 @@
 // native.ts — the addon's whole surface, typed and documented once. Everything here is a thin
 // wrapper over a system call; validation and defaults live in the callers. Errors thrown by these
 // functions look like Node's own: `code` ('EPERM'), `errno` (negative), `syscall` ('setns').
-import bindings from 'bindings';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** What `describeSocket` reports about a file descriptor. */
 export interface SocketDescription {
@@ -177,8 +178,16 @@ export interface Native {
 
 let loaded: Native | undefined;
 
-/** The compiled addon (build/Release/nsproxy.node), loaded on first use. */
+/** Where node-gyp puts the addon: build/Debug (node-gyp rebuild --debug, for sanitizer runs) wins
+ * over build/Release, as with the bindings package, which looked in many more places at every
+ * start-up. From dist/ (and from src/ in unit tests) it is ../build. */
+function addonPath(): string {
+  const debug = join(__dirname, '..', 'build', 'Debug', 'nsproxy.node');
+  return existsSync(debug) ? debug : join(__dirname, '..', 'build', 'Release', 'nsproxy.node');
+}
+
+/** The compiled addon, loaded on first use. */
 export function loadNative(): Native {
-  loaded ??= bindings('nsproxy') as Native;
+  loaded ??= require(addonPath()) as Native;
   return loaded;
 }

@@ -109,7 +109,8 @@ function compileHelper(tmp) {
 function snapshotNsproxy(tmp) {
   const dst = path.join(tmp, 'nsproxy');
   fs.mkdirSync(path.join(dst, 'build', 'Release'), { recursive: true });
-  fs.cpSync(path.join(REPO, 'dist'), path.join(dst, 'dist'), { recursive: true });
+  // timestamps kept: dist/main.js uses the bundle only if it is not older than dist/cli.js
+  fs.cpSync(path.join(REPO, 'dist'), path.join(dst, 'dist'), { recursive: true, preserveTimestamps: true });
   fs.copyFileSync(path.join(REPO, 'build', 'Release', 'nsproxy.node'), path.join(dst, 'build', 'Release', 'nsproxy.node'));
   fs.copyFileSync(path.join(REPO, 'package.json'), path.join(dst, 'package.json'));
   fs.symlinkSync(path.join(REPO, 'node_modules'), path.join(dst, 'node_modules'));

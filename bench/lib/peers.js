@@ -32,27 +32,49 @@ const SOCKET_PROXYD = '/lib/systemd/systemd-socket-proxyd';
  */
 
 /**
+ * @typedef {object} Activation how a socket-activated peer is started
+ * @property {string} name
+ * @property {string[]} argv the command systemd-socket-activate execs (SIGPIPE ignored)
+ * @property {(p: import('./procs').Proc) => Promise<void>} ready resolves once the proxy runs
+ */
+
+/**
  * @typedef {object} Peer
  * @property {string} id
  * @property {string} label
  * @property {string} how one line for the report
  * @property {(ctx: PeerCtx, targetPort: number) => Promise<Endpoint>} start
+ * @property {(ctx: PeerCtx, targetPort: number) => Activation} [activation] socket-activated peers only
  */
 
 /**
- * Start a command under systemd-socket-activate on 127.0.0.1:hostPort, make the first
- * connection (socket-activate execs the command only then), wait until `ready` says the proxy
- * runs, close that connection and wait until the proxy has dealt with it.
- * @param {string} name
+ * systemd-socket-activate listening on 127.0.0.1:hostPort, waiting for its first connection to
+ * exec the peer's command; resolves once it listens.
+ * @param {Activation} act
  * @param {number} hostPort
- * @param {string[]} argv the command, run with SIGPIPE ignored
- * @param {(p: import('./procs').Proc) => Promise<void>} ready
  */
-async function activated(name, hostPort, argv, ready) {
-  const addr = `127.0.0.1:${hostPort}`;
-  const proc = procs.start(name, 'systemd-socket-activate', ['-l', addr, ...NOPIPE, ...argv]);
+async function listenActivated(act, hostPort) {
+  const proc = procs.start(act.name, 'systemd-socket-activate', ['-l', `127.0.0.1:${hostPort}`, ...NOPIPE, ...act.argv]);
   try {
-    await procs.waitListening(hostPort, 'self', 10000, `systemd-socket-activate for ${name}`, proc);
+    await procs.waitListening(hostPort, 'self', 10000, `systemd-socket-activate for ${act.name}`, proc);
+  } catch (err) {
+    await procs.stop(proc);
+    throw err;
+  }
+  return proc;
+}
+
+/**
+ * Start a socket-activated peer on 127.0.0.1:hostPort, make the first connection
+ * (socket-activate execs the command only then), wait until the proxy runs, close that
+ * connection and wait until the proxy has dealt with it.
+ * @param {Activation} act
+ * @param {number} hostPort
+ */
+async function activated(act, hostPort) {
+  const { name, ready } = act;
+  const proc = await listenActivated(act, hostPort);
+  try {
     const trigger = net.connect({ host: '127.0.0.1', port: hostPort });
     trigger.on('error', () => {});
     const closed = new Promise((r) => trigger.on('close', r));
@@ -94,6 +116,19 @@ function exeIs(base, timeoutMs = 10000) {
   };
 }
 
+/**
+ * A socket-activated peer, started and past its first connection: where clients connect.
+ * @param {Peer} peer
+ * @param {PeerCtx} ctx
+ * @param {number} targetPort
+ * @returns {Promise<Endpoint>}
+ */
+async function activatedEndpoint(peer, ctx, targetPort) {
+  const hostPort = ctx.nextPort();
+  const proc = await activated(/** @type {NonNullable<Peer['activation']>} */ (peer.activation)(ctx, targetPort), hostPort);
+  return { host: '127.0.0.1', port: hostPort, inNetns: false, pid: proc.pid, proc };
+}
+
 /** @type {Record<string, Peer>} */
 const PEERS = {
   direct: {
@@ -107,30 +142,33 @@ const PEERS = {
   nsproxy: {
     id: 'nsproxy',
     label: 'nsproxy',
-    how: 'systemd-socket-activate -l HOST:PORT node dist/main.js --netns NS --to 127.0.0.1:PORT',
-    async start(ctx, targetPort) {
-      const hostPort = ctx.nextPort();
+    how: 'systemd-socket-activate -l HOST:PORT dist/main.js --netns NS --to 127.0.0.1:PORT (run as a program: its #! line\'s node flags apply)',
+    activation(ctx, targetPort) {
       const args = [ctx.nsproxyMain, '--netns', ctx.ns.name, '--to', `127.0.0.1:${targetPort}`, '--connections-max', String(ctx.connectionsMax)];
       if (ctx.threads !== 1) args.push('--threads', String(ctx.threads));
-      const proc = await activated('nsproxy', hostPort, [process.execPath, ...args], (p) =>
-        p.out.waitFor((l) => l.includes('"msg":"ready"'), 15000, 'nsproxy\'s "ready" log line').then(() => undefined),
-      );
-      return { host: '127.0.0.1', port: hostPort, inNetns: false, pid: proc.pid, proc };
+      return {
+        name: 'nsproxy',
+        argv: args,
+        ready: (p) => p.out.waitFor((l) => l.includes('"msg":"ready"'), 15000, 'nsproxy\'s "ready" log line').then(() => undefined),
+      };
+    },
+    async start(ctx, targetPort) {
+      return activatedEndpoint(this, ctx, targetPort);
     },
   },
   'socket-proxyd': {
     id: 'socket-proxyd',
     label: 'socket-proxyd',
     how: 'systemd-socket-activate -l HOST:PORT sh -c \'trap "" PIPE; exec nsenter --net=NS systemd-socket-proxyd 127.0.0.1:PORT\'',
+    activation(ctx, targetPort) {
+      return {
+        name: 'systemd-socket-proxyd',
+        argv: ['nsenter', `--net=${ctx.ns.path}`, SOCKET_PROXYD, `--connections-max=${ctx.connectionsMax}`, `127.0.0.1:${targetPort}`],
+        ready: exeIs('systemd-socket-proxyd'),
+      };
+    },
     async start(ctx, targetPort) {
-      const hostPort = ctx.nextPort();
-      const proc = await activated(
-        'systemd-socket-proxyd',
-        hostPort,
-        ['nsenter', `--net=${ctx.ns.path}`, SOCKET_PROXYD, `--connections-max=${ctx.connectionsMax}`, `127.0.0.1:${targetPort}`],
-        exeIs('systemd-socket-proxyd'),
-      );
-      return { host: '127.0.0.1', port: hostPort, inNetns: false, pid: proc.pid, proc };
+      return activatedEndpoint(this, ctx, targetPort);
     },
   },
   socat: {
@@ -165,15 +203,15 @@ const PEERS = {
     id: 'node',
     label: 'Node net proxy',
     how: 'systemd-socket-activate -l HOST:PORT nsenter --net=NS node bench/peers/node-proxy.js 127.0.0.1:PORT',
+    activation(ctx, targetPort) {
+      return {
+        name: 'node-proxy',
+        argv: ['nsenter', `--net=${ctx.ns.path}`, process.execPath, path.join(__dirname, '..', 'peers', 'node-proxy.js'), `127.0.0.1:${targetPort}`],
+        ready: (p) => p.out.waitFor((l) => l === 'ready', 15000, 'node-proxy ready').then(() => undefined),
+      };
+    },
     async start(ctx, targetPort) {
-      const hostPort = ctx.nextPort();
-      const proc = await activated(
-        'node-proxy',
-        hostPort,
-        ['nsenter', `--net=${ctx.ns.path}`, process.execPath, path.join(__dirname, '..', 'peers', 'node-proxy.js'), `127.0.0.1:${targetPort}`],
-        (p) => p.out.waitFor((l) => l === 'ready', 15000, 'node-proxy ready').then(() => undefined),
-      );
-      return { host: '127.0.0.1', port: hostPort, inNetns: false, pid: proc.pid, proc };
+      return activatedEndpoint(this, ctx, targetPort);
     },
   },
 };
@@ -209,4 +247,4 @@ function portInUse(p) {
   }
 }
 
-module.exports = { PEERS, PEER_ORDER, portAllocator };
+module.exports = { PEERS, PEER_ORDER, portAllocator, listenActivated };

@@ -142,6 +142,23 @@ function treeFootprint(root) {
 }
 
 /**
+ * Threads of a tree: the Threads: lines of /proc/PID/status, summed.
+ * @param {number} root
+ */
+function treeThreads(root) {
+  let threads = 0;
+  for (const pid of processTree(root)) {
+    try {
+      const m = /^Threads:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) threads += Number(m[1]);
+    } catch {
+      /* gone */
+    }
+  }
+  return threads;
+}
+
+/**
  * @param {number} pid
  * @param {NodeJS.Signals} signal
  */
@@ -429,6 +446,7 @@ module.exports = {
   processTree,
   treeCpuSeconds,
   treeFootprint,
+  treeThreads,
   killTreeSync,
   start,
   stop,

@@ -82,6 +82,7 @@ function cell(s) {
  * @param {Record<string, Stat | null>} byPeer
  */
 function ratio(m, byPeer) {
+  if (m.noRatio) return null;
   const a = byPeer.nsproxy;
   const b = byPeer['socket-proxyd'];
   if (!a || !b || b.median === 0) return null;

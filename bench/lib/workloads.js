@@ -4,6 +4,7 @@
 'use strict';
 const procs = require('./procs');
 const { PORTS } = require('./env');
+const { listenActivated } = require('./peers');
 
 /**
  * @typedef {object} Metric
@@ -13,6 +14,7 @@ const { PORTS } = require('./env');
  * @property {'higher'|'lower'} better
  * @property {boolean} [proxyOnly] measured on the proxy process: no value for "direct"
  * @property {boolean} [chart] false: not in the ratio chart (informational)
+ * @property {boolean} [noRatio] no nsproxy ÷ socket-proxyd (a difference, or the same floor for both)
  */
 
 /**
@@ -23,6 +25,7 @@ const { PORTS } = require('./env');
  * @property {Opts} opts
  * @property {number} echoPid the echo server (pinned for pingpong1cpu)
  * @property {number} nproc
+ * @property {import('./peers').PeerCtx} peerCtx for workloads that start the peer themselves
  */
 
 /**
@@ -33,6 +36,8 @@ const { PORTS } = require('./env');
  * @property {number} connSeconds
  * @property {number} pgSeconds
  * @property {number} idleConns
+ * @property {number} coldStarts cold starts per coldstart run
+ * @property {number} settleMs how long an instance idles before idlerss reads its memory
  */
 
 /**
@@ -41,7 +46,9 @@ const { PORTS } = require('./env');
  * @property {string} title
  * @property {'iperf'|'echo'|'pg'} target
  * @property {Metric[]} metrics
- * @property {(ctx: RunCtx, ep: import('./peers').Endpoint) => Promise<{values: Record<string, number|null>, extra?: Record<string, unknown>}>} run
+ * @property {string[]} [peers] the peers it applies to (default: all)
+ * @property {boolean} [startsPeer] run() starts the peer itself (ep is null; the peer is given)
+ * @property {(ctx: RunCtx, ep: import('./peers').Endpoint, peer: import('./peers').Peer) => Promise<{values: Record<string, number|null>, extra?: Record<string, unknown>}>} run
  */
 
 /**
@@ -291,6 +298,108 @@ const idle = {
   },
 };
 
+/**
+ * The environment systemd-socket-activate gives the command it execs (it passes on only these,
+ * plus LISTEN_*): bare node is timed in the same, so that variables such as NODE_OPTIONS or
+ * NODE_EXTRA_CA_CERTS (certificates parsed at start-up) weigh on neither side.
+ * @returns {NodeJS.ProcessEnv}
+ */
+function activatedEnv() {
+  /** @type {NodeJS.ProcessEnv} */
+  const env = {};
+  for (const k of ['PATH', 'HOME', 'TERM']) if (process.env[k] !== undefined) env[k] = process.env[k];
+  return env;
+}
+
+/** Median of a non-empty list. @param {number[]} xs */
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/** The socket-activated peers: they have a cold start. */
+const ACTIVATED = ['nsproxy', 'socket-proxyd', 'node'];
+
+/**
+ * Cold start: a fresh systemd-socket-activate listens; the client connects, sends 1 byte and
+ * waits for the echo (tcpbench first-echo, timed from just before connect()): the peer's exec,
+ * start-up, readiness and first forwarded round trip, with the target already up. Each cold
+ * start is followed by a bare `node -e 0` (fork to exit, tcpbench run-time), the floor of any
+ * Node start-up on this machine at that moment.
+ * @type {Workload}
+ */
+const coldstart = {
+  id: 'coldstart',
+  title: 'cold start: socket-activated first round trip, target up',
+  target: 'echo',
+  peers: ACTIVATED,
+  startsPeer: true,
+  metrics: [
+    { id: 'cold_rt_ms', label: 'cold start: first round trip', unit: 'ms', better: 'lower', proxyOnly: true },
+    { id: 'cold_node_ms', label: 'cold start: bare node -e 0 beside it', unit: 'ms', better: 'lower', proxyOnly: true, chart: false, noRatio: true },
+    { id: 'cold_over_node_ms', label: 'cold start: first round trip − bare node', unit: 'ms', better: 'lower', proxyOnly: true, chart: false, noRatio: true },
+  ],
+  async run(ctx, _ep, peer) {
+    const act = /** @type {NonNullable<import('./peers').Peer['activation']>} */ (peer.activation)(ctx.peerCtx, PORTS.echo);
+    /** @type {number[]} */
+    const rt = [];
+    /** @type {number[]} */
+    const floor = [];
+    for (let i = 0; i < ctx.opts.coldStarts; i++) {
+      const port = ctx.peerCtx.nextPort();
+      const proc = await listenActivated(act, port);
+      try {
+        const res = await procs.run(ctx.tcpbench, ['first-echo', '127.0.0.1', String(port), '15000'], { timeoutMs: 20000 });
+        if (res.code !== 0) throw new Error(`${act.name}: ${res.stderr.trim()}\n${proc.err.tail(5)}\n${proc.out.tail(5)}`);
+        rt.push(lastJson(res, 'tcpbench first-echo').us / 1000);
+      } finally {
+        await procs.stop(proc);
+      }
+      const bare = lastJson(await procs.run(ctx.tcpbench, ['run-time', process.execPath, '-e', '0'], { env: activatedEnv(), timeoutMs: 20000 }), 'tcpbench run-time node -e 0');
+      floor.push(bare.us / 1000);
+    }
+    return {
+      values: { cold_rt_ms: median(rt), cold_node_ms: median(floor), cold_over_node_ms: median(rt) - median(floor) },
+      extra: { firstRoundTripMs: rt, bareNodeMs: floor },
+    };
+  },
+};
+
+/**
+ * Idle footprint: RSS and threads of the peer's process tree, started and past its first
+ * connection, after it idled a moment; a bare idle node started at the same time is read beside it.
+ * @type {Workload}
+ */
+const idlerss = {
+  id: 'idlerss',
+  title: 'idle footprint after the first connection, bare idle node beside it',
+  target: 'echo',
+  peers: ['nsproxy', 'socket-proxyd', 'socat', 'node'],
+  metrics: [
+    { id: 'idle_rss_mib', label: 'idle: proxy RSS', unit: 'MiB', better: 'lower', proxyOnly: true },
+    { id: 'idle_rss_node_mib', label: 'idle: bare idle node RSS beside it', unit: 'MiB', better: 'lower', proxyOnly: true, chart: false, noRatio: true },
+    { id: 'idle_rss_over_node_mib', label: 'idle: proxy RSS − bare idle node', unit: 'MiB', better: 'lower', proxyOnly: true, chart: false, noRatio: true },
+    { id: 'idle_threads', label: 'idle: proxy threads', unit: 'threads', better: 'lower', proxyOnly: true, chart: false },
+  ],
+  async run(ctx, ep) {
+    const bare = procs.start('bare idle node', process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { env: activatedEnv() });
+    try {
+      await procs.sleep(ctx.opts.settleMs);
+      if (bare.exitInfo) throw new Error(`bare node exited: ${bare.err.tail()}`);
+      const proxy = procs.treeFootprint(/** @type {number} */ (ep.pid));
+      const node = procs.treeFootprint(bare.pid);
+      const threads = procs.treeThreads(/** @type {number} */ (ep.pid));
+      return {
+        values: { idle_rss_mib: proxy.rssKiB / 1024, idle_rss_node_mib: node.rssKiB / 1024, idle_rss_over_node_mib: (proxy.rssKiB - node.rssKiB) / 1024, idle_threads: threads },
+        extra: { proxy, bareNode: node, bareNodeThreads: procs.treeThreads(bare.pid) },
+      };
+    } finally {
+      await procs.stop(bare);
+    }
+  },
+};
+
 /** @type {Record<string, Workload>} */
 const WORKLOADS = {
   iperf1: iperfWorkload(1),
@@ -302,8 +411,10 @@ const WORKLOADS = {
   connrate16: connrateWorkload(16),
   pgbench,
   idle,
+  coldstart,
+  idlerss,
 };
-const WORKLOAD_ORDER = ['iperf1', 'iperf4', 'iperf1r', 'pingpong', 'pingpong1cpu', 'connrate1', 'connrate16', 'pgbench', 'idle'];
+const WORKLOAD_ORDER = ['iperf1', 'iperf4', 'iperf1r', 'pingpong', 'pingpong1cpu', 'connrate1', 'connrate16', 'pgbench', 'idle', 'coldstart', 'idlerss'];
 /** The default selection: iperf1r (the download direction) only when asked for. */
 const DEFAULT_WORKLOADS = WORKLOAD_ORDER.filter((w) => w !== 'iperf1r');
 

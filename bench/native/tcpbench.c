@@ -16,6 +16,12 @@
  *       {"ok":..,"failed":..,"skipped":..,"seconds":..,"errors":{...}}, then holds
  *       them until a line (or EOF) on stdin, checks which are still open, prints
  *       {"alive":..,"closed":..,"reset":..} and closes them all.
+ *   tcpbench first-echo ADDR PORT TIMEOUT_MS
+ *       the first round trip on a cold (socket-activated) proxy: connect, send 1 byte, read
+ *       the echo; prints {"us":..} timed from just before connect() to the echo's arrival.
+ *   tcpbench run-time CMD [ARG...]
+ *       fork, exec CMD (PATH searched), wait; prints {"us":..,"status":..} timed from fork()
+ *       to waitpid(): bare `node -e 0` timed this way is the floor of any Node start.
  *
  * Every number is printed as one JSON line on stdout; diagnostics go to stderr.
  */
@@ -34,6 +40,8 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -353,14 +361,63 @@ static int idle(const char *host, const char *port, long n, long window, long ti
   return 0;
 }
 
+/* ---------------------------------------------------------------- cold start */
+
+static int first_echo(const char *host, const char *port, int timeout_ms) {
+  struct sockaddr_in sa = make_addr(host, port);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  uint64_t t0 = now_ns();
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    fprintf(stderr, "tcpbench first-echo: connect %s:%s: %s\n", host, port, strerror(errno));
+    return 1;
+  }
+  set_nodelay(fd);
+  char b = 'f';
+  if (write(fd, &b, 1) != 1) { fprintf(stderr, "tcpbench first-echo: write: %s\n", strerror(errno)); return 1; }
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  int ready;
+  do ready = poll(&p, 1, timeout_ms); while (ready < 0 && errno == EINTR);
+  if (ready == 0) { fprintf(stderr, "tcpbench first-echo: no echo within %d ms\n", timeout_ms); return 1; }
+  ssize_t r = read(fd, &b, 1);
+  uint64_t t1 = now_ns();
+  if (r != 1 || b != 'f') {
+    fprintf(stderr, "tcpbench first-echo: read: %s\n", r == 0 ? "EOF" : r < 0 ? strerror(errno) : "wrong byte");
+    return 1;
+  }
+  close(fd);
+  printf("{\"us\":%.1f}\n", (double)(t1 - t0) / 1e3);
+  return 0;
+}
+
+static int run_time(char **argv) {
+  uint64_t t0 = now_ns();
+  pid_t pid = fork();
+  if (pid < 0) { perror("tcpbench run-time: fork"); return 1; }
+  if (pid == 0) {
+    execvp(argv[0], argv);
+    fprintf(stderr, "tcpbench run-time: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) { perror("tcpbench run-time: waitpid"); return 1; }
+  }
+  uint64_t t1 = now_ns();
+  printf("{\"us\":%.1f,\"status\":%d}\n", (double)(t1 - t0) / 1e3, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc >= 4 && strcmp(argv[1], "echo-server") == 0) return echo_server(argv[2], argv[3]);
   if (argc >= 6 && strcmp(argv[1], "pingpong") == 0) return pingpong(argv[2], argv[3], atol(argv[4]), atol(argv[5]));
   if (argc >= 6 && strcmp(argv[1], "connrate") == 0) return connrate(argv[2], argv[3], atoi(argv[4]), atof(argv[5]));
   if (argc >= 7 && strcmp(argv[1], "idle") == 0) return idle(argv[2], argv[3], atol(argv[4]), atol(argv[5]), atol(argv[6]));
+  if (argc >= 5 && strcmp(argv[1], "first-echo") == 0) return first_echo(argv[2], argv[3], atoi(argv[4]));
+  if (argc >= 3 && strcmp(argv[1], "run-time") == 0) return run_time(argv + 2);
   fprintf(stderr,
           "usage: tcpbench echo-server ADDR PORT | pingpong ADDR PORT COUNT WARMUP |\n"
-          "       connrate ADDR PORT CONCURRENCY SECONDS | idle ADDR PORT N WINDOW TIMEOUT_MS\n");
+          "       connrate ADDR PORT CONCURRENCY SECONDS | idle ADDR PORT N WINDOW TIMEOUT_MS |\n"
+          "       first-echo ADDR PORT TIMEOUT_MS | run-time CMD [ARG...]\n");
   return 2;
 }

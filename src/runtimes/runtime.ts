@@ -1,7 +1,5 @@
 // runtime.ts — the one small interface a container runtime implements for --container: from a
 // name to the PID whose network namespace is the container's, and its addresses on networks.
-import { execFile } from 'node:child_process';
-
 import { NsproxyError } from '../errors';
 
 export interface ContainerState {
@@ -49,6 +47,8 @@ export interface CommandResult {
 
 /** Runs a runtime's CLI; a missing binary is a clear configuration error. */
 export function runCommand(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<CommandResult> {
+  // Loaded here, not at the top: only --container needs it, and loading it costs start-up time.
+  const { execFile } = require('node:child_process') as typeof import('node:child_process');
   return new Promise((resolve, reject) => {
     execFile(command, args, { env, timeout: 30_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') {
