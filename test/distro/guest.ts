@@ -117,9 +117,8 @@ export class Guest {
 
   /** Message lines of a unit's journal (nsproxy writes one "msg key=value ..." line per event). */
   async journal(unit: string, user = false): Promise<string[]> {
-    const args = ['--no-pager', '-o', 'cat', '-q', user ? `--user-unit=${unit}` : `--unit=${unit}`];
-    if (user) args.unshift(`_UID=${GUEST_UID}`);
-    const r = await this.exec(['journalctl', ...args]);
+    // (--user-unit would match the caller's own _UID, root's: name the field instead)
+    const r = await this.exec(['journalctl', '--no-pager', '-o', 'cat', '-q', user ? `_SYSTEMD_USER_UNIT=${unit}` : `--unit=${unit}`]);
     return r.stdout.split('\n').filter((l) => l !== '');
   }
 

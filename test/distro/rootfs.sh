@@ -67,6 +67,10 @@ in_sys pg_dropcluster "$PG" main >/dev/null 2>&1 || true
 in_sys systemctl mask --quiet postgresql.service
 # No kernel modules in a container (its failure would leave the system "degraded").
 in_sys systemctl mask --quiet systemd-modules-load.service
+# On a real host the network setup brings network-online.target up at boot; here nothing
+# would, and quadlet's user units wait for it (podman-user-wait-network-online.service polls the
+# system's target for up to 90 s before the container starts).
+in_sys systemctl add-wants --quiet multi-user.target network-online.target
 # pasta opens /dev/net/tun; nspawn's /dev is the guest's own tmpfs, so the node made there at boot
 # does not touch the host's (mode 0600 there).
 echo 'c! /dev/net/tun 0666 root root - 10:200' >"$sys/etc/tmpfiles.d/nsproxy-tun.conf"
