@@ -159,6 +159,17 @@ export class Guest {
 
   /** Powers the guest off (SIGTERM to nspawn, by PID), waits; SIGKILL after 60 s. */
   async stop(): Promise<{ code: number | null; signal: string | null; killed: boolean }> {
+    return this.stopping ?? (this.stopping = this.powerOff());
+  }
+
+  private stopping: Promise<{ code: number | null; signal: string | null; killed: boolean }> | null = null;
+
+  /** The last lines of the guest's console (systemd's boot and shutdown messages). */
+  consoleTail(n = 40): string {
+    return this.nspawn.stdout.lines.slice(-n).join('\n').replace(/\x1b\[[0-9;]*m/g, '');
+  }
+
+  private async powerOff(): Promise<{ code: number | null; signal: string | null; killed: boolean }> {
     let killed = false;
     if (this.nspawn.running) {
       this.nspawn.signal('SIGTERM');

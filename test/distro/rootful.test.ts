@@ -228,6 +228,6 @@ t.test('shutdown: the guest powers off', async (st) => {
   const guest = need(st);
   if (!guest) return;
   const e = await guest.stop();
-  st.same(e, { code: 0, signal: null, killed: false }, 'systemd-nspawn exits 0 after the guest powered off');
+  st.same(e, { code: 0, signal: null, killed: false }, 'systemd-nspawn exits 0 after the guest powered off', { console: guest.consoleTail() });
   g = null;
 });

@@ -208,6 +208,7 @@ t.test('pasta: nsproxy forwards into a rootless container on the default network
 t.test('shutdown: the guest powers off', async (st) => {
   const guest = need(st);
   if (!guest) return;
-  st.same(await guest.stop(), { code: 0, signal: null, killed: false }, 'systemd-nspawn exits 0 after the guest powered off');
+  const e = await guest.stop();
+  st.same(e, { code: 0, signal: null, killed: false }, 'systemd-nspawn exits 0 after the guest powered off', { console: guest.consoleTail() });
   g = null;
 });
