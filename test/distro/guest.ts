@@ -188,13 +188,22 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Removes the scratch directories of runs whose test process is gone (an aborted run). */
+function sweepStaleScratch(): void {
+  for (const d of fs.readdirSync('/var/tmp')) {
+    const m = /^nsproxy-distro-[a-z]+-(\d+)-/.exec(d);
+    if (m && !fs.existsSync(`/proc/${m[1]}`)) fs.rmSync(path.join('/var/tmp', d), { recursive: true, force: true });
+  }
+}
+
 /**
  * Boots a guest from the cached rootfs and waits until its system is up (running or
  * degraded); stops it and removes its scratch directory in teardown.
  */
 export async function bootGuest(t: TestLike, role: string, cache: string, prefix: string): Promise<Guest> {
   const name = `nsproxy-${role}-${process.pid}`;
-  const scratch = fs.mkdtempSync(path.join('/var/tmp', `nsproxy-distro-${role}-`));
+  sweepStaleScratch();
+  const scratch = fs.mkdtempSync(path.join('/var/tmp', `nsproxy-distro-${role}-${process.pid}-`));
   const rootStorage = path.join(scratch, 'root-containers');
   const userStorage = path.join(scratch, 'user-containers');
   fs.mkdirSync(rootStorage, { mode: 0o700 });

@@ -3,9 +3,10 @@
 # (systemd 257, podman 5.4 with quadlet, crun, pasta), booted with systemd-nspawn.
 #   1. test/distro/rootfs.sh builds the Debian 13 rootfs once (cached under /var/tmp, keyed by
 #      a hash of that script);
-#   2. nsproxy is installed the way users install it: `npm pack`, then `npm install -g` of the
-#      tarball (here with --prefix into a scratch directory that the guests mount at /usr/local,
-#      so nsproxy is /usr/local/bin/nsproxy, as the units expect);
+#   2. nsproxy is installed the way the README's Install section says: `npm pack`, then
+#      `npm install -g --prefix` of the tarball (here into a scratch directory that the guests
+#      mount read-only at /usr/local, so nsproxy is /usr/local/bin/nsproxy, as the units expect;
+#      the addon built on this Debian 12 host is N-API, for node 20 as the guest's 20.19 is);
 #   3. tap runs test/distro/*.test.ts (or the files given as arguments); each file boots its
 #      own guest and stops it.
 # Root only. Host packages: debootstrap, systemd-container (.ci/run installs them).
