@@ -17,7 +17,7 @@
 // as "/.." and podman, restarting a container of a quadlet unit (--cgroups=split), would put
 // conmon in "/sys/fs/cgroup/../runtime", i.e. /sys/fs/runtime: the "mkdir /sys/fs/runtime:
 // operation not permitted" that `podman restart` failed with when called through bare nsenter.
-// The rootless user's commands run the same way in a scope under user-1000.slice.
+// The rootless user's commands run the same way in a scope under its user-UID.slice.
 import type {} from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -25,7 +25,8 @@ import { Proc, runCommand, type RunResult } from '../helpers/procs';
 import type { TestLike } from '../helpers/env';
 
 export const GUEST_USER = 'nsproxy';
-export const GUEST_UID = 1000;
+/** rootfs.sh's GUEST_UID */
+export const GUEST_UID = 2000;
 export const USER_HOME = '/home/nsproxy';
 export const USER_RUNTIME = `/run/user/${GUEST_UID}`;
 /** Where rootfs.sh's image tarball appears inside the guest. */

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunResult } from '../helpers/procs';
 import { SHIPPED_DIR } from '../helpers/systemd-user';
-import { IMAGE_TAR, USER_HOME, type Guest } from './guest';
+import { IMAGE_TAR, USER_HOME, sleep, type Guest } from './guest';
 
 export const PG_BIN = '/usr/lib/postgresql/17/bin';
 /** What test-postgresql.container sets as POSTGRES_PASSWORD. */
@@ -90,4 +90,21 @@ export function parseLog(lines: string[]): LogLine[] {
     while ((f = re.exec(m?.[2] ?? '')) !== null) fields[f[1]] = f[2].startsWith('"') ? (JSON.parse(f[2]) as string) : f[2];
     return { msg: (m?.[1] ?? l).trim(), fields };
   });
+}
+
+/**
+ * A unit's parsed journal once `pred` holds for it (journald takes a moment to store what a
+ * service wrote); after timeoutMs, the journal as it is, for the assertion to show.
+ */
+export async function journalWhen(g: Guest, unit: string, user: boolean, pred: (lines: LogLine[]) => boolean, timeoutMs = 30000): Promise<LogLine[]> {
+  const t0 = Date.now();
+  for (;;) {
+    const lines = parseLog(await g.journal(unit, user));
+    if (pred(lines) || Date.now() - t0 > timeoutMs) return lines;
+    await sleep(250);
+  }
+}
+
+export function count(lines: LogLine[], msg: string): number {
+  return lines.filter((l) => l.msg === msg).length;
 }

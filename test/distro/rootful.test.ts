@@ -12,7 +12,7 @@
 import t from 'tap';
 import { assertPgbenchClean } from '../helpers/postgres';
 import { bootGuest, distroInputs, sleep, type Guest } from './guest';
-import { RESTART_CLIENT_TODO, importImages, installShipped, parseLog, pgbench, psql, unitDirs, type LogLine } from './lab';
+import { RESTART_CLIENT_TODO, count, importImages, installShipped, journalWhen, parseLog, pgbench, psql, unitDirs, type LogLine } from './lab';
 
 const PG = 'test-postgresql';
 const ACT = 'postgresql-activator.service';
@@ -27,6 +27,11 @@ function need(st: tap.Test): Guest | null {
 
 async function logs(guest: Guest): Promise<LogLine[]> {
   return parseLog(await guest.journal(ACT));
+}
+
+/** The activator's journal once pred holds (or as it is after 30 s). */
+function logsWhen(guest: Guest, pred: (l: LogLine[]) => boolean): Promise<LogLine[]> {
+  return journalWhen(guest, ACT, false, pred);
 }
 
 async function containerPid(guest: Guest): Promise<number> {
@@ -92,7 +97,7 @@ t.test('a cold psql starts the container and nsproxy; pgbench -S through the soc
   st.equal(`${a.ActiveState}/${a.Type}/${a.NRestarts}`, 'active/notify/0', `${ACT}: active, Type=notify, started once`);
   st.equal(guest.readFile(`/proc/${a.MainPID}/comm`).trim(), 'node', `MainPID ${a.MainPID} is nsproxy`);
   st.match(a.StatusText, /^forwarding .*5432 to 127\.0\.0\.1:5432 in container test-postgresql/, `StatusText=${a.StatusText}`);
-  const ready = (await logs(guest)).find((l) => l.msg === 'ready');
+  const ready = (await logsWhen(guest, (l) => count(l, 'ready') > 0)).find((l) => l.msg === 'ready');
   st.equal(Number(ready?.fields.targetPid), await containerPid(guest), '"ready" names the container\'s PID');
 
   const init = await pgbench(guest, ['-i', '-s', '1']);
@@ -125,7 +130,7 @@ t.test('RestartMode=direct: the container crashes, its unit restarts it, the sam
   st.equal(`${after.ActiveState}/${after.NRestarts}`, 'active/0', 'and it is active, NRestarts 0');
   const newPid = await containerPid(guest);
   st.not(newPid, cpid, `the container has a new PID ${newPid}`);
-  const restarted = (await logs(guest)).filter((l) => l.msg === 'target restarted');
+  const restarted = (await logsWhen(guest, (l) => count(l, 'target restarted') > restartedBefore)).filter((l) => l.msg === 'target restarted');
   st.equal(restarted.length, restartedBefore + 1, 'nsproxy logged "target restarted" once');
   st.equal(Number(restarted.at(-1)?.fields.targetPid), newPid, 'with the new container PID');
   st.comment(`RestartMode=direct: the client that connected after the kill was answered after ${recoveryMs} ms (RestartSec=10s + start); nsproxy downtime ${restarted.at(-1)?.fields.downtimeMs} ms`);
@@ -143,12 +148,13 @@ t.test('podman restart from a shell of the guest: nsproxy follows the container,
   st.equal(await fetch(), want, '1 MB through nsproxy, SHA-256 matches');
   const main = (await guest.show('nsproxy-web.service', ['MainPID'])).MainPID;
   const cpid = Number((await guest.ok(['podman', 'inspect', '-f', '{{.State.Pid}}', 'web'])).trim());
+  const webBefore = count(parseLog(await guest.journal('nsproxy-web.service')), 'target restarted');
 
   const r = await guest.exec(['podman', 'restart', 'web']);
   st.equal(r.code, 0, 'podman restart exits 0 (it ran in a scope of the guest: see guest.ts)', { stderr: r.stderr });
   const npid = Number((await guest.ok(['podman', 'inspect', '-f', '{{.State.Pid}}', 'web'])).trim());
   st.not(npid, cpid, `the container has a new PID ${npid}`);
-  const lines = parseLog(await guest.journal('nsproxy-web.service'));
+  const lines = await journalWhen(guest, 'nsproxy-web.service', false, (l) => count(l, 'target restarted') > webBefore);
   const restarted = lines.filter((l) => l.msg === 'target restarted');
   st.equal(Number(restarted.at(-1)?.fields.targetPid), npid, 'nsproxy logged "target restarted" with the new PID');
   st.equal(await fetch(), want, 'after the restart: 1 MB through the same nsproxy, SHA-256 matches');
@@ -174,8 +180,8 @@ t.test('podman restart of the quadlet container: its unit replaces it, nsproxy f
   st.equal(Number(unit.NRestarts), Number(unitBefore.NRestarts) + 1, 'the container unit restarted once');
   const q = await psql(guest, '127.0.0.1', 'select 9');
   st.equal(q.stdout.trim(), '9', 'a query afterwards is answered', { stderr: q.stderr });
-  const restarted = (await logs(guest)).filter((l) => l.msg === 'target restarted').slice(restartedBefore);
   const now = await containerPid(guest);
+  const restarted = (await logsWhen(guest, (l) => Number(l.filter((x) => x.msg === 'target restarted').at(-1)?.fields.targetPid) === now)).filter((l) => l.msg === 'target restarted').slice(restartedBefore);
   st.not(now, cpid, 'a new container');
   st.equal(Number(restarted.at(-1)?.fields.targetPid), now, 'nsproxy forwards to the current container');
   st.comment(`nsproxy followed ${restarted.length} restarts (${restarted.map((l) => `${l.fields.targetPid} after ${l.fields.downtimeMs} ms`).join(', ')})`);
@@ -215,7 +221,7 @@ t.test('scale to zero: nsproxy exits when idle, the container stops, the next cl
     st.comment(`scale-to-zero round ${round}: cold start ${Date.now() - t0} ms`);
     const done = await guest.waitFor(ACT, ['ActiveState', 'Result', 'ExecMainStatus'], (x) => x.ActiveState === 'inactive' || x.ActiveState === 'failed', 30000, 'nsproxy exits when idle');
     st.equal(`${done.ActiveState}/${done.Result}/${done.ExecMainStatus}`, 'inactive/success/0', `round ${round}: nsproxy exited 0 when idle`);
-    st.ok((await logs(guest)).some((l) => l.msg === 'idle, exiting'), `round ${round}: "idle, exiting" in the journal`);
+    st.ok(count(await logsWhen(guest, (l) => count(l, 'idle, exiting') >= round), 'idle, exiting') >= round, `round ${round}: "idle, exiting" in the journal`);
     await guest.waitFor(`${PG}.service`, ['ActiveState'], (x) => x.ActiveState === 'inactive', 60000, 'the container stops when unneeded');
     const ps = await guest.ok(['podman', 'ps', '-a', '--format', '{{.Names}}']);
     st.notMatch(ps, new RegExp(`^${PG}$`, 'm'), `round ${round}: the container is gone`);

@@ -15,8 +15,8 @@
 import * as fs from 'node:fs';
 import t from 'tap';
 import { assertPgbenchClean } from '../helpers/postgres';
-import { GUEST_UID, USER_HOME, USER_RUNTIME, bootGuest, distroInputs, type Guest } from './guest';
-import { RESTART_CLIENT_TODO, importImages, installShipped, parseLog, pgbench, psql, unitDirs, type LogLine } from './lab';
+import { GUEST_UID, GUEST_USER, USER_HOME, USER_RUNTIME, bootGuest, distroInputs, type Guest } from './guest';
+import { RESTART_CLIENT_TODO, count, importImages, installShipped, journalWhen, pgbench, psql, unitDirs } from './lab';
 
 const PG = 'test-postgresql';
 const ACT = 'postgresql-activator.service';
@@ -30,9 +30,6 @@ function need(st: tap.Test): Guest | null {
   return g;
 }
 
-async function logs(guest: Guest, unit = ACT): Promise<LogLine[]> {
-  return parseLog(await guest.journal(unit, true));
-}
 
 async function containerPid(guest: Guest, name: string): Promise<number> {
   return Number((await guest.ok(['podman', 'inspect', '-f', '{{.State.Pid}}', name], { user: true })).trim());
@@ -56,6 +53,8 @@ t.test('Debian 13 boots; the lingering user has the shipped units and quadlets',
     return;
   }
   const guest = await bootGuest(t, 'rootless', inputs.cache, inputs.prefix);
+  await guest.ok(['loginctl', 'enable-linger', GUEST_USER]); // the README's first step, as root
+  await guest.waitFor(`user@${GUEST_UID}.service`, ['ActiveState'], (x) => x.ActiveState === 'active', 60000, 'the user manager starts');
   const mgr = await guest.exec(['systemctl', '--user', 'is-system-running', '--wait'], { user: true });
   st.match(mgr.stdout.trim(), /^(running|degraded)$/, `the user manager of the lingering user runs: ${mgr.stdout.trim()}`, { stderr: mgr.stderr });
   const info = await guest.ok(['podman', 'info', '--format', '{{.Host.Security.Rootless}} {{.Host.RootlessNetworkCmd}} {{.Host.OCIRuntime.Name}} {{.Version.Version}}'], { user: true });
@@ -107,7 +106,7 @@ t.test('a cold psql starts the rootless container and nsproxy, which has no capa
   const cpid = String(await containerPid(guest, PG));
   for (const h of hs) st.equal(userns(h), userns(cpid), `nsproxy-helper ${h} joined the container's user namespace (it has capabilities only there)`);
   st.not(userns(a.MainPID), userns(cpid), 'nsproxy itself stays in the init user namespace');
-  const lines = await logs(guest);
+  const lines = await journalWhen(guest, ACT, true, (l) => count(l, 'ready') > 0);
   st.same(lines.filter((l) => l.msg === 'listening').map((l) => l.fields.name).sort(), ['postgresql', 'postgresql-unix'], 'nsproxy got both sockets, by name');
   st.equal(Number(lines.find((l) => l.msg === 'ready')?.fields.targetPid), await containerPid(guest, PG), '"ready" names the container\'s PID');
   st.match(a.StatusText, /^forwarding .* to 127\.0\.0\.1:5432 in container test-postgresql/, `StatusText=${a.StatusText}`);
@@ -135,8 +134,9 @@ t.test('RestartMode=direct, rootless: the container crashes, the same nsproxy fo
   st.equal(Number((await guest.show(`${PG}.service`, ['NRestarts'], true)).NRestarts), pgRestarts + 1, 'the container unit restarted');
   const after = await guest.show(ACT, ['MainPID', 'NRestarts', 'ActiveState'], true);
   st.same([after.MainPID, after.NRestarts, after.ActiveState], [before.MainPID, '0', 'active'], 'the same nsproxy, never restarted');
-  const last = (await logs(guest)).filter((l) => l.msg === 'target restarted').at(-1);
-  st.equal(Number(last?.fields.targetPid), await containerPid(guest, PG), 'nsproxy logged "target restarted" with the new container PID');
+  const now = await containerPid(guest, PG);
+  const last = (await journalWhen(guest, ACT, true, (l) => Number(l.filter((x) => x.msg === 'target restarted').at(-1)?.fields.targetPid) === now)).filter((l) => l.msg === 'target restarted').at(-1);
+  st.equal(Number(last?.fields.targetPid), now, 'nsproxy logged "target restarted" with the new container PID');
 });
 
 t.test('lab step 2: one request to pgAdmin starts the whole chain through the Unix socket', async (st) => {
