@@ -24,10 +24,10 @@ import * as path from 'node:path';
 import { Proc, runCommand, type RunResult } from '../helpers/procs';
 import type { TestLike } from '../helpers/env';
 
-export const GUEST_USER = 'nsproxy';
+export const GUEST_USER = 'lingeruser';
 /** rootfs.sh's GUEST_UID */
 export const GUEST_UID = 2000;
-export const USER_HOME = '/home/nsproxy';
+export const USER_HOME = '/home/lingeruser';
 export const USER_RUNTIME = `/run/user/${GUEST_UID}`;
 /** Where rootfs.sh's image tarball appears inside the guest. */
 export const IMAGE_TAR = '/run/nsproxy-distro/image.tar';

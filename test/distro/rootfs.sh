@@ -20,7 +20,7 @@ PG=17
 # The rootless user. The guest has no user namespace of its own: its uids are the host's, so
 # they are picked far from the host's users and from the subordinate ranges the fast lane's
 # tests allocate on the host (from 100000 up), and the host's per-uid limits are not shared.
-GUEST_USER=nsproxy
+GUEST_USER=lingeruser # the lab's name; "nsproxy" is left for a system user of nsproxy's own
 GUEST_UID=2000
 GUEST_SUBUID=2000000
 
@@ -165,7 +165,11 @@ rm -rf "$img"
 mv "$tmp" "$dir"
 touch "$dir/complete"
 for old in "$CACHE"/*; do
-  [ "$old" = "$dir" ] || [ ! -d "$old" ] || { log "removing the outdated build $old"; rm -rf "$old"; }
+  if [ "$old" = "$dir" ] || [ ! -d "$old" ]; then continue; fi
+  # not while a guest of another checkout still boots from it
+  if grep -qsF "$old/rootfs" /proc/[0-9]*/cmdline; then log "keeping $old: in use"; continue; fi
+  log "removing the outdated build $old"
+  rm -rf "$old"
 done
 log "built $dir in $((SECONDS - t0)) s ($(du -sh "$dir" | cut -f1))"
 echo "$dir"

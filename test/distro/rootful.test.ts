@@ -7,7 +7,8 @@
 //     the same nsproxy (same MainPID, never restarted) follows the new container;
 //   - `podman restart`, from a shell of the guest: nsproxy follows a container of its own, and
 //     the quadlet container, which its unit then replaces; `systemctl restart` restarts nsproxy;
-//   - the scale-to-zero drop-ins: nsproxy exits when idle, the container stops, a client wakes both.
+//   - the scale-to-zero drop-ins: nsproxy exits when idle, the container stops, a client wakes both;
+//   - nsproxy-blue.socket/.service: an `ip netns` namespace and a server in it (the runc pattern).
 // Timings are reported with t.comment, never asserted.
 import t from 'tap';
 import { assertPgbenchClean } from '../helpers/postgres';
@@ -228,6 +229,30 @@ t.test('scale to zero: nsproxy exits when idle, the container stops, the next cl
     st.equal((await guest.show(SOCK, ['ActiveState'])).ActiveState, 'active', `round ${round}: the socket still listens`);
     await sleep(100);
   }
+});
+
+t.test('nsproxy-blue: a namespace made with ip netns before its server (the runc pattern)', async (st) => {
+  const guest = need(st);
+  if (!guest) return;
+  await guest.ok(['sh', '-c', 'mkdir -p /srv/blue && head -c 1048576 /dev/urandom >/srv/blue/blob']);
+  const want = (await guest.ok(['sha256sum', '/srv/blue/blob'])).split(' ')[0];
+  // the guest's own namespace "blue", with 10.0.0.2 on its loopback: no traffic leaves the guest
+  await guest.ok(['ip', 'netns', 'add', 'blue']);
+  await guest.ok(['ip', '-n', 'blue', 'link', 'set', 'lo', 'up']);
+  await guest.ok(['ip', '-n', 'blue', 'addr', 'add', '10.0.0.2/32', 'dev', 'lo']);
+  await guest.ok(['systemd-run', '--quiet', '--unit=blue-httpd', '-p', 'NetworkNamespacePath=/run/netns/blue', 'busybox', 'httpd', '-f', '-p', '10.0.0.2:80', '-h', '/srv/blue']);
+  for (const f of ['nsproxy-blue.socket', 'nsproxy-blue.service']) installShipped(guest, f, `${dirs.units}/${f}`, false);
+  await guest.ok(['systemctl', 'daemon-reload']);
+  const verify = await guest.exec(['systemd-analyze', 'verify', '--man=no', `${dirs.units}/nsproxy-blue.socket`, `${dirs.units}/nsproxy-blue.service`], { env: { SYSTEMD_LOG_LEVEL: 'notice' } });
+  st.equal(`${verify.code}${verify.stderr.trim()}`, '0', 'systemd-analyze verify: nsproxy-blue.socket/.service, no warning', { stderr: verify.stderr });
+  await guest.ok(['systemctl', 'start', 'nsproxy-blue.socket']);
+  const got = await guest.ok(['sh', '-c', 'busybox wget -q -O - http://127.0.0.1:8080/blob | sha256sum']);
+  st.equal(got.split(' ')[0], want, '1 MB from 10.0.0.2:80 in netns blue through 127.0.0.1:8080, SHA-256 matches');
+  const a = await guest.show('nsproxy-blue.service', ['ActiveState', 'Type', 'StatusText']);
+  st.same([a.ActiveState, a.Type], ['active', 'notify'], 'nsproxy-blue.service: active, Type=notify');
+  st.match(a.StatusText, /to 10\.0\.0\.2:80 in netns blue/, `StatusText=${a.StatusText}`);
+  await guest.ok(['systemctl', 'stop', 'nsproxy-blue.socket', 'nsproxy-blue.service', 'blue-httpd.service']);
+  await guest.ok(['ip', 'netns', 'del', 'blue']);
 });
 
 t.test('shutdown: the guest powers off', async (st) => {
