@@ -12,12 +12,6 @@ export const PG_BIN = '/usr/lib/postgresql/17/bin';
 /** What test-postgresql.container sets as POSTGRES_PASSWORD. */
 export const PG_PASSWORD = 'password';
 
-// A client that connects while the container restarts may meet PostgreSQL in crash recovery:
-// nsproxy's readiness check after a restart is a TCP connect, which PostgreSQL accepts before it
-// accepts sessions ("FATAL: the database system is not yet accepting connections"); the quadlet's
-// ExecStartPost= pg_isready gate orders only nsproxy's first start. Readiness beyond TCP after a
-// restart (--ready-exec / HealthCmd=, issue 11) closes this; until then the check is a todo.
-export const RESTART_CLIENT_TODO = 'nsproxy follows a restart on a TCP probe; PostgreSQL in crash recovery refuses sessions (issue 11: readiness beyond TCP)';
 
 const IMAGES: Array<{ name: string; changes: string[] }> = [
   {
