@@ -11,7 +11,8 @@
 //   - ExecReload=: systemctl reload, the same nsproxy resolves the container again;
 //   - HealthCmd= (podman healthcheck), Notify=healthy as a quadlet drop-in, --ready health;
 //   - the scale-to-zero drop-ins: nsproxy exits when idle, the container stops, a client wakes both;
-//   - nsproxy-blue.socket/.service: an `ip netns` namespace and a server in it (the runc pattern).
+//   - nsproxy-blue.socket/.service: an `ip netns` namespace and a server in it (the runc pattern),
+//     plain and with the hardened drop-in (a system user with CAP_SYS_ADMIN alone).
 // Timings are reported with t.comment, never asserted.
 import t from 'tap';
 import { assertPgbenchClean } from '../helpers/postgres';
@@ -309,6 +310,20 @@ t.test('nsproxy-blue: a namespace made with ip netns before its server (the runc
   const a = await guest.show('nsproxy-blue.service', ['ActiveState', 'Type', 'StatusText']);
   st.same([a.ActiveState, a.Type], ['active', 'notify'], 'nsproxy-blue.service: active, Type=notify');
   st.match(a.StatusText, /to 10\.0\.0\.2:80 in netns blue/, `StatusText=${a.StatusText}`);
+
+  // the hardened system unit: a system user, CAP_SYS_ADMIN only (as its header says to install it)
+  await guest.ok(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'nsproxy']);
+  await guest.ok(['systemctl', 'stop', 'nsproxy-blue.service']);
+  installShipped(guest, 'hardened/nsproxy-blue.service.d/50-hardening.conf', `${dirs.units}/nsproxy-blue.service.d/50-hardening.conf`, false);
+  await guest.ok(['systemctl', 'daemon-reload']);
+  const hard = await guest.ok(['sh', '-c', 'busybox wget -q -O - http://127.0.0.1:8080/blob | sha256sum']);
+  st.equal(hard.split(' ')[0], want, 'hardened: 1 MB through nsproxy-blue, SHA-256 matches');
+  const h = await guest.show('nsproxy-blue.service', ['MainPID', 'NRestarts']);
+  const pid = Number(h.MainPID);
+  st.equal(h.NRestarts, '0', 'hardened: started at the first try');
+  st.equal(guest.procStatus(pid, 'Uid').split(/\s+/)[0], (await guest.ok(['id', '-u', 'nsproxy'])).trim(), 'hardened: runs as the system user nsproxy');
+  st.equal(guest.procStatus(pid, 'CapEff'), '0000000000200000', 'hardened: CapEff is CAP_SYS_ADMIN alone');
+  st.equal(`${guest.procStatus(pid, 'NoNewPrivs')}/${guest.procStatus(pid, 'Seccomp')}`, '1/2', 'hardened: NoNewPrivs 1, Seccomp 2');
   await guest.ok(['systemctl', 'stop', 'nsproxy-blue.socket', 'nsproxy-blue.service', 'blue-httpd.service']);
   await guest.ok(['ip', 'netns', 'del', 'blue']);
 });
