@@ -4,7 +4,8 @@
 #
 #   test-packages.sh list      print them
 #   test-packages.sh missing   print those not installed
-#   test-packages.sh install   install what is missing (root, apt), without starting services
+#   test-packages.sh install [distro]   install what is missing (root, apt), without starting
+#                              services; `distro` adds what npm run test:distro needs
 #   test-packages.sh ensure    what `npm test` runs first: `install` when root with apt; else,
 #                              if something is missing, print the one command to run and fail
 set -euo pipefail
@@ -21,6 +22,8 @@ PACKAGES=(iproute2 util-linux systemd procps python3 make g++ gcc ca-certificate
 # Installed with their recommended packages, as on the machines the tests were written on.
 CONTAINER_PACKAGES=(podman runc uidmap busybox-static netavark aardvark-dns iptables nftables
                     postgresql-15 postgresql-client-15)
+# npm run test:distro (not npm test): debootstrap builds the Debian 13 system, systemd-nspawn boots it.
+DISTRO_PACKAGES=(debootstrap systemd-container)
 
 not_installed() {
   local p
@@ -67,7 +70,10 @@ install_missing() {
 case "${1:-}" in
   list) printf '%s\n' "${PACKAGES[@]}" "${CONTAINER_PACKAGES[@]}" ;;
   missing) not_installed "${PACKAGES[@]}" "${CONTAINER_PACKAGES[@]}" ;;
-  install) install_missing ;;
+  install)
+    [ "${2:-}" = distro ] && PACKAGES+=("${DISTRO_PACKAGES[@]}")
+    install_missing
+    ;;
   ensure)
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
       install_missing
