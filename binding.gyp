@@ -16,6 +16,7 @@
         "native/ns_join.cc",
         "native/pipe_pool.cc",
         "native/probe.cc",
+        "native/proxy_header.cc",
         "native/sockets.cc",
         "native/target_jobs.cc",
         "native/upstream.cc",

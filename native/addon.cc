@@ -237,10 +237,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     engine_options.keepalive_idle_s = options.Get("keepaliveIdleS").As<Napi::Number>().Int32Value();
     engine_options.keepalive_interval_s = options.Get("keepaliveIntervalS").As<Napi::Number>().Int32Value();
     engine_options.keepalive_count = options.Get("keepaliveCount").As<Napi::Number>().Int32Value();
+    engine_options.proxy_protocol = static_cast<ProxyProtocol>(options.Get("proxyProtocol").ToNumber().Int32Value());
     engine_options.report_connections = options.Get("reportConnections").ToBoolean();
     engine_options.start_paused = options.Get("startPaused").ToBoolean();
     if (engine_options.threads < 1 || engine_options.connections_max < 1) {
       throw Napi::RangeError::New(env, "threads and connectionsMax must be >= 1");
+    }
+    if (engine_options.proxy_protocol < ProxyProtocol::kNone || engine_options.proxy_protocol > ProxyProtocol::kV2) {
+      throw Napi::RangeError::New(env, "proxyProtocol must be 0, 1 or 2");
     }
     sink_ = new JsEventSink();
     sink_->tsfn_ = Napi::TypedThreadSafeFunction<JsEventSink, JsEventSink, JsEventSink::Deliver>::New(

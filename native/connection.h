@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "pipe_pool.h"
 #include "syserror.h"
@@ -75,6 +76,10 @@ class Connection {
   // earlier event, so that a FIN queued behind the data is seen, nor for those in `drain`),
   // forwards EOF as shutdown(SHUT_WR), returns idle pipes.
   Next Pump(PipePool* pool, unsigned which, unsigned hung_up, unsigned drain = 0);
+
+  // Bytes the service gets before any of the client's (the PROXY protocol header); before the
+  // first Pump() only.
+  void Prepend(const std::string& bytes) { up_.spill.Keep(bytes.data(), bytes.size()); }
 
   // The upstream was reset before its connect was seen to complete (SO_ERROR already read).
   void UpstreamReset(int err) { Died(kDown, "recv", err); }

@@ -77,6 +77,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy_header.h"
 #include "sockets.h"
 #include "syserror.h"
 #include "unique_fd.h"
@@ -94,6 +95,7 @@ struct EngineOptions {
   int keepalive_idle_s = 0;        // TCP keepalive on both legs: idle time before probes, 0 = off
   int keepalive_interval_s = 0;    // between probes
   int keepalive_count = 0;         // unanswered probes before the connection is reset
+  ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // a header for the service, before any byte
   bool report_connections = false;
   bool start_paused = false;  // start without accepting: the target may not be ready yet
 };

@@ -401,6 +401,12 @@ void Worker::StartConnection(Listener* listener, UniqueFd client, UniqueFd upstr
 
   SysError error;
   bool ok = SetInt(upstream_fd, IPPROTO_TCP, TCP_NODELAY, 1, &error);
+  if (ok && options.proxy_protocol != ProxyProtocol::kNone) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    ok = getsockname(client_fd, reinterpret_cast<sockaddr*>(&local), &len) == 0 || error.Set("getsockname");
+    if (ok) conn->Prepend(ProxyHeader(options.proxy_protocol, peer, local));
+  }
   if (ok && options.keepalive_idle_s > 0) {
     // Both legs, when both are TCP: a client on a Unix socket (a .socket unit's ListenStream=
     // /path) has no keepalive, and needs none: it cannot vanish without its kernel saying so.

@@ -49,6 +49,8 @@ export interface Config {
   connectTimeoutMs: number;
   /** TCP keepalive idle time on both legs; 0: off */
   keepaliveMs: number;
+  /** PROXY protocol version to send to the service: 0 none */
+  proxyProtocol: 0 | 1 | 2;
   connectionsMax: number;
   backlog: number;
   threads: number;
@@ -72,6 +74,7 @@ export interface RawOptions {
   drainTimeout?: string | string[];
   connectTimeout?: string | string[];
   keepalive?: string | string[];
+  proxyProtocol?: string | string[];
   to?: string | string[];
   listen?: string | string[];
   connectionsMax?: string | string[];
@@ -174,6 +177,15 @@ function duration(name: string, value: string | undefined, fallbackMs: number): 
   return value === undefined ? fallbackMs : parseDuration(`--${name}`, value);
 }
 
+/** --proxy-protocol v1|v2 (or 1, 2; off, none) -> the header version, 0 for none. */
+function proxyProtocol(value: string | undefined): 0 | 1 | 2 {
+  const versions: Record<string, 0 | 1 | 2> = { v1: 1, '1': 1, v2: 2, '2': 2, off: 0, none: 0 };
+  if (value === undefined) return 0;
+  const version = versions[value.toLowerCase()];
+  if (version === undefined) throw usage(`--proxy-protocol '${value}': not a PROXY protocol version; use v1 (text) or v2 (binary), as the service expects`);
+  return version;
+}
+
 /** A duration where 0, "off" and "infinity" mean "none" (0). */
 function offOrDuration(name: string, value: string | undefined, fallbackMs: number): number {
   if (value === 'off' || value === 'no') return 0;
@@ -225,6 +237,7 @@ export function buildConfig(raw: RawOptions): Config {
     drainTimeoutMs: duration('drain-timeout', single('drain-timeout', raw.drainTimeout), 10_000),
     connectTimeoutMs: offOrDuration('connect-timeout', single('connect-timeout', raw.connectTimeout), 10_000),
     keepaliveMs: offOrDuration('keepalive', single('keepalive', raw.keepalive), 120_000),
+    proxyProtocol: proxyProtocol(single('proxy-protocol', raw.proxyProtocol)),
     connectionsMax: positiveInt('connections-max', single('connections-max', raw.connectionsMax), 4096, 1_000_000),
     backlog: positiveInt('backlog', single('backlog', raw.backlog), 128, 65535),
     threads: positiveInt('threads', single('threads', raw.threads), 1, 64),

@@ -99,6 +99,7 @@ class Daemon {
           connectionsMax: this.config.connectionsMax,
           pipeSize: PIPE_SIZE,
           connectTimeoutMs: this.config.connectTimeoutMs,
+          proxyProtocol: this.config.proxyProtocol,
           ...keepaliveOptions(this.config.keepaliveMs),
           reportConnections: this.config.logConnections || log.isLevelEnabled('debug'),
           startPaused: true,

@@ -63,6 +63,8 @@ export interface EngineOptions {
   keepaliveIdleS: number;
   keepaliveIntervalS: number;
   keepaliveCount: number;
+  /** PROXY protocol header sent to the service before any byte of the client's: 0 none, 1 or 2 */
+  proxyProtocol: 0 | 1 | 2;
   /** report 'opened'/'closed' for every connection (failures are always reported) */
   reportConnections: boolean;
   /** start without accepting (setAccepting(true) later, once the target is ready) */

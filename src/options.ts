@@ -53,6 +53,7 @@ export const DAEMON_OPTIONS: OptionSpec[] = [
   { name: 'drain-timeout', type: 'string', value: 'DURATION', description: 'On SIGTERM, let open connections finish for up to this long (default 10s); those still open then are reset' },
   { name: 'connect-timeout', type: 'string', value: 'DURATION', description: "Give up on a target that does not answer a connection for this long (default 10s; off: the kernel's ~2 min); the client gets a reset" },
   { name: 'keepalive', type: 'string', value: 'DURATION', description: 'TCP keepalive on both legs: probe a silent connection after this long, every quarter of it, and reset it after 4 unanswered probes (default 2min; off disables)' },
+  { name: 'proxy-protocol', type: 'string', value: 'v1|v2', description: "Tell the service who the client is: send a PROXY protocol header (HAProxy's; nginx, HAProxy, Traefik, pgbouncer read it) of this version on each connection, before any byte of the client's (default: none)" },
   { name: 'log-connections', type: 'boolean', description: 'Log every connection when it ends, at level info: client address, target, bytes each way, duration, how it ended' },
   { name: 'log-level', type: 'string', value: 'LEVEL', description: 'One of trace, debug, info, warn, error (default info; debug logs every connection)' },
   { name: 'debug', type: 'boolean', description: 'Log level debug, and stack traces on errors' },

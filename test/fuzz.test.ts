@@ -75,6 +75,14 @@ t.test('nsproxy as an ordinary user (helper path), over its pipe quota: 8 KiB pi
   t.ok(s.pipe_sizes.length > 0 && s.pipe_sizes.every((size) => size === 8192), `nsproxy's pipes were 8 KiB (seen: ${s.pipe_sizes.join(', ')} bytes)`);
 });
 
+for (const version of ['v1', 'v2']) {
+  t.test(`--proxy-protocol ${version}: every header exact (checked against a reference), and no difference`, async (t) => {
+    if (!requireProduct(t)) return;
+    const s = await fuzz(t, ['--seed', `npm-test-${version}`, '--count', '150', '--proxy-protocol', version]);
+    t.equal(s.differences, 0, 'no difference, and no header that differs from the reference');
+  });
+}
+
 t.test('systemd-socket-proxyd: the harness sees its differences', async (t) => {
   const s = await fuzz(t, ['--seed', 'npm-test', '--count', '100', '--concurrency', '100', '--peer', 'socket-proxyd']);
   t.ok(s.differences > 0, `socket-proxyd differs from a direct connection (${s.differences} of 100: resets seen as EOF, half-closes)`);

@@ -101,6 +101,7 @@ t.test('a connection that cannot reach the target is logged with how it ended', 
   await echoPingPong(port, '127.0.0.1', ['x\n'], '', 5000);
   const line = await px.waitForLog((l) => l.msg === 'connection', 10000, 'the connection line');
   t.equal(line.end, 'connect failed (ECONNREFUSED)', 'end: connect failed (ECONNREFUSED)');
+  t.match(String(line.client), /^127\.0\.0\.1:\d+$/, 'the client is named even though it never reached the target');
   await px.stop();
 });
 

@@ -29,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import proxy_protocol  # noqa: E402
 from peers import Environment, ensure_user  # noqa: E402
 from scenarios import NAMED, generate  # noqa: E402
 from wire import PATTERN_SIZE, End, Timeout, make_pattern  # noqa: E402
@@ -55,7 +56,7 @@ class Run:
         self.index = index
         self.path = path
         self.ends = {}
-        self.failed = None
+        self.header_problem = None
 
     async def connect(self):
         h, env = self.h, self.h.env
@@ -89,11 +90,38 @@ class Run:
             if time.monotonic() - t0 > 1:
                 print(f'# slow setup {self.index} {self.path}: connect {t1-t0:.2f}s accept {time.monotonic()-t1:.2f}s', file=sys.stderr)
         server.setblocking(False)
+        if self.path == 'proxy' and h.args.proxy_protocol:
+            problem = await self.take_proxy_header(server, client)
+            if problem:
+                self.header_problem = problem
         self.ends['c'] = End(loop, client, h.pattern, c_start, s_start, 'client')
         self.ends['s'] = End(loop, server, h.pattern, s_start, c_start, 'server')
         for e in self.ends.values():
             e.resume()  # both ends read from the start, unless a step stalls them
         return True
+
+    async def take_proxy_header(self, server, client):
+        """Reads the PROXY protocol header off the server's socket, byte for byte against the
+        reference; a problem is a string (and a difference), None when it was exact."""
+        deadline = asyncio.get_running_loop().time() + WAIT
+        need = None
+        while True:
+            try:
+                prefix = server.recv(256, socket.MSG_PEEK)
+            except BlockingIOError:
+                prefix = b''
+            try:
+                need = proxy_protocol.length(prefix) if prefix else None
+            except ValueError as err:
+                return str(err)
+            if need is not None and len(prefix) >= need:
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                return 'no complete PROXY header'
+            await asyncio.sleep(0.001)
+        header = server.recv(need)
+        want = proxy_protocol.expected(self.h.args.proxy_protocol, client.getsockname(), ('127.0.0.1', self.h.env.proxy_port))
+        return None if header == want else f'PROXY header {header!r}, expected {want!r}'
 
     def peer(self, x):
         return self.ends['s' if x == 'c' else 'c']
@@ -165,7 +193,10 @@ class Run:
                 except Timeout as t:
                     raise Timeout(f'step {i} {step}: {t}') from None
             await self.settle()
-            return {x: e.observation() for x, e in sorted(self.ends.items())}
+            observation = {x: e.observation() for x, e in sorted(self.ends.items())}
+            if self.header_problem:
+                observation['proxy_header'] = self.header_problem
+            return observation
         except (Timeout, asyncio.TimeoutError, OSError) as err:
             return {'harness': f'{type(err).__name__}: {err}'}
         finally:
@@ -268,6 +299,7 @@ def main():
     ap.add_argument('--concurrency', type=int, default=100)
     ap.add_argument('--max-bytes', type=int, default=8 * 1024 * 1024, help='largest single write (default 8 MiB)')
     ap.add_argument('--show', type=int, default=20, help='print at most this many differences')
+    ap.add_argument('--proxy-protocol', choices=['v1', 'v2'], help='nsproxy sends a PROXY header; the server checks it against the reference and strips it')
     ap.add_argument('--scenario', choices=sorted(NAMED), help='run only this fixed conversation')
     ap.add_argument('--main-js', default=None, help='the nsproxy to run (default: dist/main.js of this checkout)')
     ap.add_argument('nsproxy_args', nargs='*', help='extra nsproxy options, after --')
@@ -284,6 +316,8 @@ def main():
             print('fuzz.py: --small-pipes needs --user (root is exempt from the pipe quota)', file=sys.stderr)
             return 2
         extra['small_pipes'] = True
+    if args.proxy_protocol:
+        args.nsproxy_args = [*args.nsproxy_args, '--proxy-protocol', args.proxy_protocol]
     env = Environment(args.peer, user=user, nsproxy_args=args.nsproxy_args, log=lambda m: print(m, file=sys.stderr), **extra)
     print(f'# seed {args.seed}, peer {args.peer}{" as " + user if user else ""}, concurrency {args.concurrency}', file=sys.stderr)
     try:
