@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "connection_list.h"
 #include "pipe_pool.h"
 #include "syserror.h"
 #include "unique_fd.h"
@@ -112,8 +113,18 @@ class Connection {
   // The first error that ended a side ({} for a clean end), for the 'closed' event.
   const SysError& error() const { return error_; }
 
+  // Whether the direction that writes to this side's socket holds bytes it could not write: only
+  // then is an EPOLLOUT on that socket worth a pump.
+  bool Waiting(unsigned direction) const {
+    const Direction& d = direction == kUp ? up_ : down_;
+    return !d.empty();
+  }
+
   State state = State::kConnecting;
   bool closed = false;  // closed, waiting to be freed after the current epoll batch
+  ListLinks<Connection> all_links;         // on the worker's list of its connections
+  ListLinks<Connection> waiting_links;     // on its list of connects in progress, or of resets
+                                           // waiting for their last bytes to leave
 
  private:
   // kUp: the client socket (source of up_), kDown: the upstream socket (source of down_).

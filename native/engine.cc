@@ -2,6 +2,9 @@
 #include "engine.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "worker.h"
 
@@ -17,6 +20,15 @@ bool Engine::AddListener(UniqueFd fd, const Endpoint& target, int* index, SysErr
   int flags = fcntl(fd.get(), F_GETFL);
   if (flags < 0 || fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd.get(), F_SETFD, FD_CLOEXEC) < 0) {
     return error->Set("fcntl");
+  }
+  // Accepted sockets inherit TCP_NODELAY from their listener. systemd leaves it off unless the
+  // unit says NoDelay=yes, and a proxy that lets Nagle hold small replies adds whole delayed-ACK
+  // periods to request/response round trips. (Not TCP: a Unix socket has nothing to set.)
+  int domain = 0, one = 1;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && (domain == AF_INET || domain == AF_INET6) &&
+      setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
+    return error->Set("setsockopt");
   }
   auto listener = std::make_unique<Listener>();
   listener->fd = std::move(fd);
@@ -174,10 +186,13 @@ Event Event::HelperRestarted(int pid, const SysError& why) {
 EngineStats Engine::Stats() const {
   EngineStats stats;
   stats.active = static_cast<uint64_t>(active_.load(std::memory_order_relaxed));
-  stats.total = next_id_.load(std::memory_order_relaxed) - 1;
-  stats.bytes_in = bytes_in_.load(std::memory_order_relaxed);
-  stats.bytes_out = bytes_out_.load(std::memory_order_relaxed);
-  stats.connect_failures = connect_failures_.load(std::memory_order_relaxed);
+  for (const auto& worker : workers_) {
+    const Worker::Counters& c = worker->counters();
+    stats.total += c.total.load(std::memory_order_relaxed);
+    stats.bytes_in += c.bytes_in.load(std::memory_order_relaxed);
+    stats.bytes_out += c.bytes_out.load(std::memory_order_relaxed);
+    stats.connect_failures += c.connect_failures.load(std::memory_order_relaxed);
+  }
   return stats;
 }
 

@@ -62,8 +62,8 @@
 // event in the same batch never touches freed memory.
 //
 // Events. Connection opened/closed (only when `report_connections`), connect and accept
-// failures and helper restarts (always) go to the EventSink; it must not block. Counters are
-// atomics for Stats().
+// failures and helper restarts (always) go to the EventSink; it must not block. Each worker keeps
+// its own counters (atomics on a cache line of their own); Stats() adds them up.
 //
 // Control. The control plane (JavaScript) pauses and resumes accepting, changes targets and
 // moves workers to a new namespace when the target restarts, by Worker::Execute(): a command
@@ -200,9 +200,6 @@ class Engine {
   std::atomic<int64_t> active_{0};
   std::atomic<int> parked_{0};  // workers parked at the connection limit
   std::atomic<uint64_t> next_id_{1};
-  std::atomic<uint64_t> bytes_in_{0};
-  std::atomic<uint64_t> bytes_out_{0};
-  std::atomic<uint64_t> connect_failures_{0};
 };
 
 }  // namespace nsproxy

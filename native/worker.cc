@@ -249,12 +249,16 @@ void Worker::WatchListeners(bool watch) {
   watching_listeners_ = watch;
 }
 
+Worker::Clock Worker::ConnectDeadline(const Connection* conn) const {
+  return conn->started_us() + static_cast<Clock>(engine_->options_.connect_timeout_ms) * 1000;
+}
+
 int Worker::NextTimeoutMs(Clock now) const {
   Clock next = 0;
   auto sooner = [&next](Clock at) { if (at != 0 && (next == 0 || at < next)) next = at; };
   sooner(resume_accept_at_);
   sooner(respawn_helper_at_);
-  if (!connect_deadlines_.empty()) sooner(connect_deadlines_.front().first);
+  if (!connecting_.empty()) sooner(ConnectDeadline(connecting_.front()));
   if (!flushing_.empty()) sooner(now + kFlushCheckUs);
   if (next == 0) return -1;
   return next <= now ? 0 : static_cast<int>((next - now + 999) / 1000);
@@ -266,22 +270,15 @@ void Worker::OnTimers(Clock now) {
     UpdateListenerWatch();
   }
   if (respawn_helper_at_ != 0 && now >= respawn_helper_at_) RespawnHelper();
-  while (!connect_deadlines_.empty() && connect_deadlines_.front().first <= now) {
-    auto found = by_id_.find(connect_deadlines_.front().second);
-    connect_deadlines_.pop_front();
-    if (found != by_id_.end() && found->second->state == Connection::State::kConnecting) {
-      SysError timeout;
-      timeout.Set("connect", ETIMEDOUT);
-      ConnectFailed(found->second, timeout);
-    }
+  while (!connecting_.empty() && ConnectDeadline(connecting_.front()) <= now) {
+    SysError timeout;
+    timeout.Set("connect", ETIMEDOUT);
+    ConnectFailed(connecting_.front(), timeout);  // takes it off the list
   }
-  for (size_t i = 0; i < flushing_.size();) {
-    Connection* conn = flushing_[i];
-    if (conn->ResetSideFlushed()) {
-      Finish(conn, conn->reset_mask());  // removes it from flushing_
-    } else {
-      i++;
-    }
+  for (Connection* conn = flushing_.front(); conn != nullptr;) {
+    Connection* next = flushing_.next(conn);
+    if (conn->ResetSideFlushed()) Finish(conn, conn->reset_mask());  // takes it off the list
+    conn = next;
   }
 }
 
@@ -324,7 +321,7 @@ void Worker::Loop() {
   // Stopping: every connection still open is cut, on the thread that owns it, with a reset:
   // a transfer that did not finish must not look complete to either end.
   WatchListeners(false);
-  while (!connections_.empty()) Finish(connections_.begin()->first, Connection::kBoth);
+  while (!connections_.empty()) Finish(connections_.front(), Connection::kBoth);
   closed_.clear();
   {
     std::lock_guard<std::mutex> lock(commands_mutex_);
@@ -389,12 +386,11 @@ void Worker::OnListenerReady(Listener* listener) {
 void Worker::StartConnection(Listener* listener, UniqueFd client, UniqueFd upstream, const sockaddr_storage& peer) {
   const EngineOptions& options = engine_->options_;
   const uint64_t id = engine_->next_id_.fetch_add(1, std::memory_order_relaxed);
+  counters_.total.fetch_add(1, std::memory_order_relaxed);
   const Endpoint& target = targets_[listener->index];
   const int client_fd = client.get(), upstream_fd = upstream.get();
-  auto owned = std::make_unique<Connection>(id, listener->index, std::move(client), std::move(upstream), NowUs());
-  Connection* conn = owned.get();
-  connections_.emplace(conn, std::move(owned));
-  by_id_.emplace(id, conn);
+  Connection* conn = std::make_unique<Connection>(id, listener->index, std::move(client), std::move(upstream), NowUs()).release();
+  connections_.push_back(conn);  // owned by the list until Finish()
   if (options.report_connections) {
     Post(Event::Opened(id, listener->index, FormatEndpoint(reinterpret_cast<const sockaddr*>(&peer))));
   }
@@ -436,9 +432,7 @@ void Worker::StartConnection(Listener* listener, UniqueFd client, UniqueFd upstr
     error.Set("epoll_ctl");
     return ConnectFailed(conn, error);
   }
-  if (options.connect_timeout_ms > 0) {
-    connect_deadlines_.emplace_back(NowUs() + static_cast<Clock>(options.connect_timeout_ms) * 1000, id);
-  }
+  if (options.connect_timeout_ms > 0) connecting_.push_back(conn);
 }
 
 // Which directions an edge on one socket can move: its readability feeds the direction it is
@@ -460,6 +454,14 @@ static int PendingSocketError(int fd) {
 
 void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events) {
   unsigned which = DirectionsFor(upstream, events);
+  // EPOLLOUT comes with nearly every readable edge (the socket has room): it concerns the
+  // direction writing to this socket only when that direction holds bytes it could not write;
+  // otherwise its source would be read just to find EAGAIN.
+  const unsigned destination = upstream ? Connection::kUp : Connection::kDown;
+  if ((which & destination) && !(events & (EPOLLHUP | EPOLLERR)) && conn->state == Connection::State::kForwarding &&
+      !conn->Waiting(destination)) {
+    which &= ~destination;
+  }
   // A hang-up on a source: read it to the end, a short read does not prove it drained.
   const unsigned source = upstream ? Connection::kDown : Connection::kUp;
   const unsigned hung_up = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ? source : 0u;
@@ -482,6 +484,7 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
       } else if (!(events & EPOLLOUT)) {
         return;  // still connecting
       }
+      connecting_.remove(conn);
       conn->state = Connection::State::kForwarding;
       which = drain = Connection::kBoth;  // the client may have sent (and shut down) meanwhile:
                                           // its edges came while we were not reading
@@ -515,19 +518,19 @@ void Worker::Apply(Connection* conn, Connection::Next next) {
     case Connection::Next::kFlushReset:
       if (conn->state != Connection::State::kResetting) {
         conn->state = Connection::State::kResetting;
-        flushing_.push_back(conn);
+        flushing_.push_back(conn);  // off connecting_ already: it connected
       }
       break;
   }
 }
 
 void Worker::AccountBytes(Connection* conn, uint64_t in_before, uint64_t out_before) {
-  if (conn->bytes_in() != in_before) engine_->bytes_in_.fetch_add(conn->bytes_in() - in_before, std::memory_order_relaxed);
-  if (conn->bytes_out() != out_before) engine_->bytes_out_.fetch_add(conn->bytes_out() - out_before, std::memory_order_relaxed);
+  if (conn->bytes_in() != in_before) counters_.bytes_in.fetch_add(conn->bytes_in() - in_before, std::memory_order_relaxed);
+  if (conn->bytes_out() != out_before) counters_.bytes_out.fetch_add(conn->bytes_out() - out_before, std::memory_order_relaxed);
 }
 
 void Worker::ConnectFailed(Connection* conn, const SysError& error) {
-  engine_->connect_failures_.fetch_add(1, std::memory_order_relaxed);
+  counters_.connect_failures.fetch_add(1, std::memory_order_relaxed);
   Post(Event::ConnectFailed(conn->id(), conn->listener(), error));
   // A proxy that accepted cannot refuse any more; the nearest to "connection refused" is a
   // reset before any byte, which the client's next read or write reports as an error.
@@ -543,11 +546,10 @@ void Worker::Finish(Connection* conn, unsigned reset_mask) {
   }
   const bool reset = reset_mask != 0 || conn->error();
   conn->Close(&pipes_, reset_mask);
-  if (conn->state == Connection::State::kResetting) flushing_.erase(std::find(flushing_.begin(), flushing_.end(), conn));
-  by_id_.erase(conn->id());
-  auto owned = connections_.find(conn);
-  closed_.push_back(std::move(owned->second));
-  connections_.erase(owned);
+  // waiting_links: on connecting_ or on flushing_, never both
+  if (conn->state == Connection::State::kResetting) flushing_.remove(conn); else connecting_.remove(conn);
+  connections_.remove(conn);
+  closed_.emplace_back(conn);  // the list's ownership, taken back
   engine_->ReleaseSlot();
   if (engine_->options_.report_connections) {
     Post(Event::Closed(conn->id(), conn->listener(), conn->error(), reset, conn->bytes_in(), conn->bytes_out(),

@@ -4,13 +4,11 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "connection.h"
@@ -56,6 +54,7 @@ class Worker {
   bool Setup(SysError* error);  // on the worker thread
   void Loop();
   int NextTimeoutMs(Clock now) const;
+  Clock ConnectDeadline(const Connection* conn) const;
   void OnTimers(Clock now);
 
   void OnListenerReady(Listener* listener);
@@ -84,12 +83,26 @@ class Worker {
   UpstreamSockets upstream_;
   std::vector<Endpoint> targets_;  // per listener: this worker's own copy
   uint64_t watched_helper_ = 0;    // generation of the helper channel in the epoll set
-  std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
+  // The worker's connections. The list owns them: made by make_unique and released into it in
+  // StartConnection(), taken back into closed_ by Finish().
+  IntrusiveList<Connection, &Connection::all_links> connections_;
   std::vector<std::unique_ptr<Connection>> closed_;  // freed after the current epoll batch
-  // Connections in kConnecting, oldest first (all share one timeout): (deadline, id).
-  std::deque<std::pair<Clock, uint64_t>> connect_deadlines_;
-  std::unordered_map<uint64_t, Connection*> by_id_;
-  std::vector<Connection*> flushing_;  // kResetting: waiting for their last bytes to leave
+  // Connections in kConnecting, oldest first: all share one timeout, so the front expires first.
+  IntrusiveList<Connection, &Connection::waiting_links> connecting_;
+  IntrusiveList<Connection, &Connection::waiting_links> flushing_;  // kResetting
+ public:
+  // Counters of this worker's connections, summed by Engine::Stats(): each worker writes its own
+  // (no cache line shared with the other workers), any thread may read.
+  struct alignas(64) Counters {
+    std::atomic<uint64_t> total{0};
+    std::atomic<uint64_t> bytes_in{0};
+    std::atomic<uint64_t> bytes_out{0};
+    std::atomic<uint64_t> connect_failures{0};
+  };
+  const Counters& counters() const { return counters_; }
+
+ private:
+  Counters counters_;
   bool watching_listeners_ = false;
   bool accepting_ = true;              // the control plane's wish (paused while the target restarts)
   bool paused_at_limit_ = false;
