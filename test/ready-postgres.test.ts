@@ -103,7 +103,11 @@ t.test('--ready-exec pg_isready: no "starting up" error across a crash restart',
   t.equal(round.benchStarting, 0, 'pgbench printed no starting-up error');
   const bench = assertPgbenchClean(t, round.bench, 'pgbench -C -c4 -j2 -T6 begun during the restart');
   t.comment(`pgbench -C begun during the restart: ${bench.processed} transactions, ${bench.tps} TPS`);
+  // Whether nsproxy had to wait for it depends on how fast PostgreSQL recovers; that it ran after
+  // the restart does not: each "target ready" names the checks that passed.
+  const ready = s.px.logs.filter((l) => l.msg === 'target ready');
+  t.ok(ready.length >= 2 && ready.every((l) => Array.isArray(l.checks) && (l.checks as string[]).includes('exec')), `--ready-exec was among the checks at start and after the restart (${ready.length} "target ready" lines)`);
   const exec = s.px.logs.filter((l) => l.msg === 'waiting for target' && l.check === 'exec');
-  t.ok(exec.length > 0, `nsproxy waited for --ready-exec after the restart (${exec.length} log lines, at most one a second)`);
+  t.comment(`nsproxy logged "waiting for target" for --ready-exec ${exec.length} times (at most one a second)`);
   assertRunning(t, s.px);
 });
