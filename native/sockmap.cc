@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstddef>
 #include <cstring>
 #include <mutex>
@@ -321,8 +322,30 @@ void Sockmap::Pause(const SockmapPair& pair) {
   for (int side = 0; side < 2; side++) MapDelete(hold_.get(), &pair.cookie[side]);
 }
 
-void Sockmap::Stop(const SockmapPair& pair) {
+void Sockmap::Stop(const SockmapPair& pair, bool guard) {
+  if (!guard) {
+    for (int side = 0; side < 2; side++) MapDelete(socks_.get(), &pair.cookie[side]);
+    return;
+  }
+  // The kernel detaches the program without the socket lock, clearing it before it restores
+  // sk_data_ready: a segment being received at that instant would meet no program and be dropped
+  // (see the header). So first keep segments away from the program: tcp_data_ready() calls
+  // sk_data_ready only when tcp_epollin_ready(sk, sk_rcvlowat) or SOCK_DONE, and SO_RCVLOWAT is
+  // capped at tcp_rmem[2] / 2 (16 MiB by default), which cannot arrive in the microseconds this
+  // takes. The poke then waits for a softirq that entered the program before (socket lock).
+  int lowat[2] = {1, 1};
+  for (int side = 0; side < 2; side++) {
+    socklen_t len = sizeof(lowat[side]);
+    getsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], &len);
+    int big = INT_MAX;
+    setsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &big, sizeof(big));
+    Poke(pair.fd[side]);
+  }
   for (int side = 0; side < 2; side++) MapDelete(socks_.get(), &pair.cookie[side]);
+  // Back to normal; tcp_set_rcvlowat() signals EPOLLIN for what waited meanwhile.
+  for (int side = 0; side < 2; side++) {
+    setsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], sizeof(lowat[side]));
+  }
 }
 
 bool Sockmap::Resume(SockmapPair* pair, SysError* error) {

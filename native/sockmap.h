@@ -113,11 +113,14 @@ class Sockmap {
 
   // Detaches the program from both sockets; from now on what they receive stays in their TCP
   // receive queues (splice() works again). Bytes already redirected still go out (the psocks live
-  // on in `hold`). CAUTION: the kernel clears the psock's program before it restores
-  // sk_data_ready, without the socket lock; a segment being received at that instant meets no
-  // program and is dropped (sk_psock_verdict_recv's default __SK_DROP): about one skb in 5 000-
-  // 10 000 detaches during a stream here. Use Pause() where no byte may be lost. SOCKMAP.md (d).
-  void Stop(const SockmapPair& pair);
+  // on in `hold`). The kernel clears the psock's program before it restores sk_data_ready, without
+  // the socket lock; a segment being received at that instant would meet no program and be
+  // dropped (sk_psock_verdict_recv's default __SK_DROP: about one skb per 5 000-10 000 bare
+  // detaches during a stream here). Stop() keeps segments away from the program meanwhile with a
+  // huge SO_RCVLOWAT; what is left is a FIN (or urgent data), which bypasses the low-water mark,
+  // arriving in the same instant. SOCKMAP.md (d). The engine then waits for Pending() == 0.
+  // `guard` false is for tests only (it shows the race).
+  void Stop(const SockmapPair& pair, bool guard = true);
 
   // Re-attaches the program after Stop(). User space must have read each receive queue to EAGAIN
   // (the program takes whole skbs and would resend a partly read one) and written it all to the

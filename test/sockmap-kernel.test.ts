@@ -48,9 +48,9 @@ t.test('backpressure: a receiver that does not read, 1 GiB offered', async (t) =
   const sockmap = await probe.run('backpressure', ['--engine', 'sockmap', '--bytes', String(2 ** 30), '--seconds', '40'], 180000);
   t.equal(sockmap.intact, true, 'sockmap: every byte arrives once the receiver reads');
   t.ok(Number(sockmap.max_pending_mib) > 512, `sockmap: no backpressure, the psock holds ${sockmap.max_pending_mib} MiB`);
-  const paused = await probe.run('backpressure', ['--engine', 'sockmap', '--pause-above', String(4 << 20), '--bytes', String(2 ** 30), '--seconds', '40'], 180000);
-  t.equal(paused.intact, true, 'sockmap paused above 4 MiB: intact');
-  t.ok(Number(paused.sent_mib) < 64, `sockmap paused above 4 MiB: the sender blocks after ${paused.sent_mib} MiB`);
+  const migrated = await probe.run('backpressure', ['--engine', 'sockmap', '--migrate-above', String(4 << 20), '--bytes', String(2 ** 30), '--seconds', '40'], 180000);
+  t.equal(migrated.intact, true, 'sockmap, moved to splice above 4 MiB of backlog: intact');
+  t.ok(Number(migrated.sent_mib) < 96, `sockmap, moved to splice above 4 MiB: the sender blocks after ${migrated.sent_mib} MiB`);
   const splice = await probe.run('backpressure', ['--engine', 'splice', '--bytes', String(2 ** 30), '--seconds', '40'], 180000);
   t.equal(splice.intact, true, 'splice: intact');
   t.ok(Number(splice.sent_mib) < 64, `splice: the sender blocks after ${splice.sent_mib} MiB`);

@@ -31,6 +31,10 @@ t.test('(d) migration to user space in mid-stream', async (t) => {
   const r = await probe.run('migrate', ['--mode', 'pause', '--conns', '150', '--max-bytes', '2000000', '--after-max-us', '20000'], 200000);
   t.equal(r.pass, true, `Pause, drain, recv/send: 150 connections intact (${r.first_problem})`, r);
   t.equal(proxyStats(r).migrations, 150, 'every connection migrated');
+  const stop = await probe.run('migrate', ['--mode', 'stop', '--conns', '150', '--max-bytes', '2000000', '--after-max-us', '20000'], 200000);
+  t.equal(stop.pass, true, `Stop, drain, Remove, splice: 150 connections intact (${stop.first_problem})`, stop);
+  const flap = await probe.run('flap', ['--seconds', '15', '--map-max-us', '300', '--rate-mbps', '300'], 120000);
+  t.equal(flap.pass, true, `one stream moved to user space and back ${flap.round_trips_to_user_space} times (Stop/Resume): intact both ways (${flap.up_how}${flap.down_how}${flap.problem})`, flap);
   const unsafe = await probe.run('migrate', ['--mode', 'unsafe', '--conns', '150', '--max-bytes', '4000000', '--after-max-us', '20000'], 200000);
   t.ok(Number(unsafe.corrupt) + Number(unsafe.stuck) + Number(unsafe.error) > 0, `Remove() then splice breaks ${Number(unsafe.corrupt) + Number(unsafe.stuck) + Number(unsafe.error)} of 150 (the check catches it)`);
 });

@@ -59,9 +59,13 @@ int Backpressure(const Args& args) {
   ProxyOptions options;
   options.engine = engine == "splice" ? ProxyOptions::Engine::kSplice : ProxyOptions::Engine::kSockmap;
   options.sample_pending = true;
-  // --pause-above N: Pause() a connection whose psock backlog exceeds N bytes (then recv/send).
-  options.migrate_above = args.Num("pause-above", 0);
-  if (options.migrate_above != 0) options.migrate = ProxyOptions::Migrate::kPause;
+  // --migrate-above N [--migrate-mode stop|pause]: migrate a connection whose psock backlog exceeds
+  // N bytes (stop: to splice; pause: to recv/send with the program attached).
+  options.migrate_above = args.Num("migrate-above", 0);
+  std::string mode = args.Str("migrate-mode", "stop");
+  if (options.migrate_above != 0) {
+    options.migrate = mode == "pause" ? ProxyOptions::Migrate::kPause : ProxyOptions::Migrate::kStop;
+  }
   std::unique_ptr<nsproxy::Sockmap> map;
   if (options.engine == ProxyOptions::Engine::kSockmap) map = MakeMap(64);
 
@@ -169,7 +173,7 @@ int Backpressure(const Args& args) {
   proxy.Stop();
   std::string expected = sent_sha.Hex();
   bool intact = sink.eof && sink.received == sent && sink.sha == expected;
-  if (options.migrate_above != 0) engine += Fmt("+pause-above-%" PRIu64, options.migrate_above);
+  if (options.migrate_above != 0) engine += Fmt("+%s-above-%" PRIu64, mode.c_str(), options.migrate_above);
   printf("{\"test\":\"backpressure\",\"engine\":\"%s\",\"pass\":%s,\"offered_mib\":%.0f,\"sent_mib\":%.1f,"
          "\"stopped_by\":\"%s\",\"max_pending_mib\":%.1f,\"max_mem_available_drop_mib\":%.1f,"
          "\"slab_mib_before\":%.1f,\"slab_mib_at_peak\":%.1f,\"tcp_mem_mib_before\":%.1f,\"tcp_mem_mib_at_peak\":%.1f,"

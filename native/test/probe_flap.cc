@@ -173,6 +173,7 @@ int Flap(const Args& args) {
   int sns = args.Netns("server-netns");
   uint64_t seconds = args.Num("seconds", 10);
   uint32_t map_us = static_cast<uint32_t>(args.Num("map-max-us", 200));
+  bool bare_stop = args.Has("bare-stop");  // detach without Stop()'s guard, to show the race
   std::unique_ptr<Sockmap> map = MakeMap(16);
 
   // client <-> a | proxy | b <-> server, as in the facts.
@@ -214,7 +215,7 @@ int Flap(const Args& args) {
     if (NowNs() >= end) up.stop = down.stop = true;
     if (in_map) {
       SleepUs(rng.Below(map_us + 1));
-      map->Stop(pair);
+      map->Stop(pair, !bare_stop);
       Sockmap::Poke(a);
       Sockmap::Poke(b);
       in_map = false;
@@ -286,12 +287,12 @@ int Flap(const Args& args) {
   bool up_ok = up_reader.eof && up_reader.got == up.sent && up_reader.sha == up.sha;
   bool down_ok = down_reader.eof && down_reader.got == down.sent && down_reader.sha == down.sha;
   bool pass = problem.empty() && up_ok && down_ok;
-  printf("{\"test\":\"flap\",\"pass\":%s,\"seconds\":%" PRIu64 ",\"round_trips_to_user_space\":%" PRIu64
+  printf("{\"test\":\"%s\",\"pass\":%s,\"seconds\":%" PRIu64 ",\"round_trips_to_user_space\":%" PRIu64
          ",\"drain_waits\":%" PRIu64 ",\"max_drain_wait_us\":%" PRIu64 ",\"up_mib\":%.1f,\"down_mib\":%.1f,"
          "\"moved_by_user_space_mib\":%.1f,\"up_intact\":%s,\"down_intact\":%s,\"up_lost\":%" PRId64
          ",\"down_lost\":%" PRId64 ",\"sk_drops\":[%u,%u],\"up_first_difference\":%" PRId64 ",\"up_how\":\"%s\""
          ",\"down_first_difference\":%" PRId64 ",\"down_how\":\"%s\",\"reader_errors\":\"%s/%s\",\"problem\":\"%s\"}\n",
-         pass ? "true" : "false", seconds, cycles, waits, max_wait_us, up.sent / 1048576.0, down.sent / 1048576.0,
+         bare_stop ? "flap-bare-stop" : "flap", pass ? "true" : "false", seconds, cycles, waits, max_wait_us, up.sent / 1048576.0, down.sent / 1048576.0,
          moved / 1048576.0, up_ok ? "true" : "false", down_ok ? "true" : "false",
          static_cast<int64_t>(up.sent - up_reader.got), static_cast<int64_t>(down.sent - down_reader.got), drops[0],
          drops[1], up_reader.first_difference, up_reader.how.c_str(), down_reader.first_difference,

@@ -9,8 +9,9 @@
 //   sockmap_probe handover     [--conns N] [--concurrency C] [--delay-max-us D] [--no-poke] ...
 //   sockmap_probe fin          [--conns N] [--concurrency C] [--naive] [--early-fin]
 //   sockmap_probe migrate      --mode stop|pause|unsafe [--conns N] [--after-max-us U] [--max-bytes B]
-//   sockmap_probe flap         [--seconds S] [--map-max-us U] [--rate-mbps R]
+//   sockmap_probe flap         [--seconds S] [--map-max-us U] [--rate-mbps R] [--bare-stop]
 //   sockmap_probe backpressure --engine sockmap|splice [--bytes B] [--seconds S]
+//                              [--migrate-above N [--migrate-mode stop|pause]]
 //   sockmap_probe resets
 //   sockmap_probe proxy        --engine sockmap|splice|paused --to-port P [--listen-port P]
 //                              [--listen-netns P] [--target-netns P]   (runs until stdin closes)
