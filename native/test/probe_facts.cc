@@ -417,10 +417,13 @@ int Resets(const Args& args) {
       int err = 0;
       if (drain_first) {
         std::thread reader([&] { received = Drain(victim, 1500, &err); });
+        // Pending() == 0: the psock handed everything to TCP; SIOCOUTQ == 0: the victim has
+        // acknowledged it all. A RST earlier would discard what is still in the send queue.
         uint64_t deadline = NowNs() + 5000000000ull;
-        while (map->Pending(pair, far_side, &error) > 0 && NowNs() < deadline) SleepUs(1000);
-        int64_t left = map->Pending(pair, far_side, &error);
-        SleepUs(20000);  // let TCP deliver what the socket holds before the RST
+        while ((map->Pending(pair, far_side, &error) > 0 || Ioctl(far, SIOCOUTQ) > 0) && NowNs() < deadline) {
+          SleepUs(1000);
+        }
+        int64_t left = map->Pending(pair, far_side, &error) + Ioctl(far, SIOCOUTQ);
         map->Remove(pair);
         CloseWithReset(far);
         reader.join();
