@@ -18,6 +18,7 @@
         "native/probe.cc",
         "native/proxy_header.cc",
         "native/sockets.cc",
+        "native/sockmap.cc",
         "native/target_jobs.cc",
         "native/upstream.cc",
         "native/worker.cc"
