@@ -21,7 +21,8 @@
         "native/sockmap.cc",
         "native/target_jobs.cc",
         "native/upstream.cc",
-        "native/worker.cc"
+        "native/worker.cc",
+        "native/worker_sockmap.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "_GNU_SOURCE"],

@@ -216,6 +216,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                        {InstanceMethod("addListener", &EngineWrap::AddListener),
                         InstanceMethod("start", &EngineWrap::Start), InstanceMethod("stop", &EngineWrap::Stop),
                         InstanceMethod("stats", &EngineWrap::Stats),
+                        InstanceMethod("engineInUse", &EngineWrap::EngineInUse),
                         InstanceMethod("setAccepting", &EngineWrap::SetAccepting),
                         InstanceMethod("enterNetns", &EngineWrap::EnterNetns),
                         InstanceMethod("setTarget", &EngineWrap::SetTarget)});
@@ -238,6 +239,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     engine_options.keepalive_interval_s = options.Get("keepaliveIntervalS").As<Napi::Number>().Int32Value();
     engine_options.keepalive_count = options.Get("keepaliveCount").As<Napi::Number>().Int32Value();
     engine_options.proxy_protocol = static_cast<ProxyProtocol>(options.Get("proxyProtocol").ToNumber().Int32Value());
+    const std::string engine = options.Get("engine").IsString() ? options.Get("engine").As<Napi::String>().Utf8Value() : "splice";
+    if (engine != "splice" && engine != "sockmap" && engine != "auto") throw Napi::RangeError::New(env, "engine must be splice, sockmap or auto");
+    engine_options.engine = engine == "sockmap" ? EngineKind::kSockmap : engine == "auto" ? EngineKind::kAuto : EngineKind::kSplice;
+    if (options.Get("sockmapBulkBytes").IsNumber()) {
+      engine_options.sockmap_bulk_bytes = static_cast<uint64_t>(options.Get("sockmapBulkBytes").As<Napi::Number>().DoubleValue());
+    }
     engine_options.report_connections = options.Get("reportConnections").ToBoolean();
     engine_options.start_paused = options.Get("startPaused").ToBoolean();
     if (engine_options.threads < 1 || engine_options.connections_max < 1) {
@@ -335,6 +342,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out.Set("bytesIn", static_cast<double>(stats.bytes_in));
     out.Set("bytesOut", static_cast<double>(stats.bytes_out));
     out.Set("connectFailures", static_cast<double>(stats.connect_failures));
+    out.Set("sockmapActive", static_cast<double>(stats.sockmap_active));
+    out.Set("sockmapTotal", static_cast<double>(stats.sockmap_total));
+    out.Set("migrations", static_cast<double>(stats.migrations));
+    return out;
+  }
+
+  // After start(): the engine in use ("splice", "sockmap", "auto") and why it is not the one
+  // asked for, if so.
+  Napi::Value EngineInUse(const Napi::CallbackInfo& info) {
+    Engine& engine = Running(info);
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("engine", engine.engine() == EngineKind::kSockmap ? "sockmap" : engine.engine() == EngineKind::kAuto ? "auto" : "splice");
+    if (!engine.engine_note().empty()) out.Set("why", engine.engine_note());
     return out;
   }
 

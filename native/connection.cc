@@ -68,6 +68,7 @@ void Connection::Died(unsigned side, const char* call, int err) {
 // EOF or an error on read) or blocked (EAGAIN on write), so that the next edge wakes us.
 // `side`: the socket d reads from (kUp: the client, kDown: the upstream).
 void Connection::Shovel(Direction* d, unsigned side, PipePool* pool, bool drain) {
+  if (d->held) return;  // the kernel still writes to d->to (worker_sockmap.cc)
   const unsigned to_side = Other(side);
   if (dead_ & to_side) {
     // Nothing can reach a socket that was reset: what is held for it is dropped, and what its
@@ -231,6 +232,31 @@ bool Connection::ResetSideFlushed() const {
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 || info.tcpi_state == TCP_CLOSE) return true;
   int unsent = 0;
   return ioctl(fd, SIOCOUTQNSD, &unsent) < 0 || unsent == 0;
+}
+
+bool Connection::FlushPrologue() {
+  SysError error;
+  if (!up_.spill.empty()) {
+    ssize_t n = up_.spill.SendTo(up_.to, &error);
+    if (n > 0) up_.bytes += n;
+  }
+  return up_.spill.empty();
+}
+
+void Connection::ResumeFromSockmap() {
+  // A FIN already forwarded (side 1 - s shut because side s sent one) is done in both terms: the
+  // direction read its EOF and passed it on. A FIN seen but not forwarded yet is found again by
+  // the direction's next read. Every other direction waits for the kernel's backlog.
+  for (int s = 0; s < 2; s++) {
+    Direction& d = s == 0 ? up_ : down_;
+    if (sockmap.eof[s] && sockmap.shut[1 - s]) {
+      d.source = Direction::Source::kEof;
+      d.shut = true;
+    } else {
+      d.held = true;
+    }
+  }
+  state = State::kForwarding;
 }
 
 static void SetLingerZero(int fd) {

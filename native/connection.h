@@ -10,6 +10,7 @@
 
 #include "connection_list.h"
 #include "pipe_pool.h"
+#include "sockmap.h"
 #include "syserror.h"
 #include "unique_fd.h"
 
@@ -49,6 +50,7 @@ struct Direction {
   Source source = Source::kOpen;
   bool shut = false;             // EOF forwarded: shutdown(to, SHUT_WR) done (or left to close())
   bool bulk = false;             // large reads lately: splice (zero-copy) rather than recv()+send()
+  bool held = false;             // leaving sockmap: the kernel still delivers to `to`; hands off
   uint64_t bytes = 0;            // bytes delivered to `to`
 
   bool empty() const { return pipe.fill == 0 && spill.empty(); }
@@ -59,7 +61,13 @@ struct Direction {
 
 class Connection {
  public:
-  enum class State { kConnecting, kForwarding, kResetting };
+  enum class State {
+    kConnecting,  // connect() in progress
+    kForwarding,  // user space moves the bytes (recv/send, splice)
+    kResetting,   // a side was reset; the other side's last bytes are leaving before its RST
+    kSockmap,     // the kernel moves the bytes (worker_sockmap.cc); leaving it, the connection
+                  // is kForwarding with each direction held until the kernel's backlog is out
+  };
   // What the connection needs after a Pump().
   enum class Next {
     kWait,       // more events
@@ -81,6 +89,13 @@ class Connection {
   // Bytes the service gets before any of the client's (the PROXY protocol header); before the
   // first Pump() only.
   void Prepend(const std::string& bytes) { up_.spill.Keep(bytes.data(), bytes.size()); }
+
+  // No side was found reset or failed.
+  bool intact() const { return dead_ == 0; }
+
+  // Sends what is waiting to go before the client's bytes (the PROXY header), now, whole: true
+  // when nothing waits any more.
+  bool FlushPrologue();
 
   // The upstream was reset before its connect was seen to complete (SO_ERROR already read).
   void UpstreamReset(int err) { Died(kDown, "recv", err); }
@@ -122,9 +137,37 @@ class Connection {
 
   State state = State::kConnecting;
   bool closed = false;  // closed, waiting to be freed after the current epoll batch
-  ListLinks<Connection> all_links;         // on the worker's list of its connections
-  ListLinks<Connection> waiting_links;     // on its list of connects in progress, or of resets
-                                           // waiting for their last bytes to leave
+  // While the kernel moves the bytes (kSockmap), and while leaving it. Side 0 is the client socket, side 1
+  // the upstream one, as in the pair; side s's bytes go to side 1 - s.
+  struct SockmapState {
+    SockmapPair pair;
+    bool eof[2] = {false, false};   // side s sent its FIN (it was poked after EPOLLRDHUP)
+    bool shut[2] = {false, false};  // side s got the FIN forwarded (shutdown(SHUT_WR))
+    bool dead[2] = {false, false};  // side s was reset
+    int dead_errno[2] = {0, 0};
+    uint64_t last_redirected = 0;   // both sides' counters at the previous tick (bulk detection)
+    bool in_maps = false;           // Add()ed and not yet Remove()d
+  };
+  SockmapState sockmap;
+  // Bytes the kernel moved while the connection was on sockmap, added to the counters.
+  void AddRedirected(uint64_t in, uint64_t out) {
+    up_.bytes += in;
+    down_.bytes += out;
+  }
+  // Back from sockmap to user space: what the sockmap phase settled, in the directions' terms;
+  // the directions still to take over are held (Release() each once the kernel is done).
+  void ResumeFromSockmap();
+  bool held(unsigned direction) const { return (direction == kUp ? up_ : down_).held; }
+  void Release(unsigned direction) { (direction == kUp ? up_ : down_).held = false; }
+  // A side that died on sockmap, for the 'closed' event and the reset that follows.
+  void SockmapSideDied(int side, int err) { Died(side == 0 ? kUp : kDown, "recv", err); }
+
+  // The worker's lists (each with links of its own: a connection may be on several at once).
+  ListLinks<Connection> all_links;           // all its connections
+  ListLinks<Connection> connecting_links;    // connects in progress
+  ListLinks<Connection> flushing_links;      // resets waiting for their last bytes to leave
+  ListLinks<Connection> sockmap_links;       // in the sockmap's maps
+  ListLinks<Connection> sockmap_wait_links;  // of those, waiting for a kernel backlog
 
  private:
   // kUp: the client socket (source of up_), kDown: the upstream socket (source of down_).

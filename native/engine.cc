@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "sockmap.h"
 #include "worker.h"
 
 namespace nsproxy {
@@ -41,6 +42,19 @@ bool Engine::AddListener(UniqueFd fd, const Endpoint& target, int* index, SysErr
 
 bool Engine::Start(SysError* error) {
   if (started_) return true;
+  engine_ = options_.engine;
+  if (engine_ != EngineKind::kSplice) {
+    std::string why;
+    if (options_.userns_fd >= 0) {
+      why = "the target is reached through a helper (rootless): sockmap needs CAP_BPF and CAP_NET_ADMIN";
+    } else if (!Sockmap::Available(&why)) {
+      // why says what is missing
+    }
+    if (!why.empty()) {
+      engine_ = EngineKind::kSplice;
+      engine_note_ = why;
+    }
+  }
   // All workers exist before any runs: a running worker reads workers_ (ReleaseSlot).
   for (int i = 0; i < options_.threads; i++) workers_.push_back(std::make_unique<Worker>(this, i));
   for (auto& worker : workers_) {
@@ -192,6 +206,9 @@ EngineStats Engine::Stats() const {
     stats.bytes_in += c.bytes_in.load(std::memory_order_relaxed);
     stats.bytes_out += c.bytes_out.load(std::memory_order_relaxed);
     stats.connect_failures += c.connect_failures.load(std::memory_order_relaxed);
+    stats.sockmap_active += c.sockmap_active.load(std::memory_order_relaxed);
+    stats.sockmap_total += c.sockmap_total.load(std::memory_order_relaxed);
+    stats.migrations += c.migrations.load(std::memory_order_relaxed);
   }
   return stats;
 }

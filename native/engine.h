@@ -61,6 +61,19 @@
 // which would keep them in the set), and freed only after the current epoll batch, so a later
 // event in the same batch never touches freed memory.
 //
+// Two engines. The data path above is the splice engine: user space moves every byte, which
+// costs two wake-ups per round trip. The sockmap engine (worker_sockmap.cc, sockmap.h; root only)
+// puts both sockets of a connection into BPF maps whose verdict program redirects each segment
+// straight out of the peer socket: the worker sleeps through the data and wakes only for FINs,
+// resets and a 25 ms tick. It is the cheaper path for request/response, and the dearer one for
+// bulk (a kernel worker sends every redirected segment, with no backpressure at all), so under
+// `auto` a connection that moves more than sockmap_bulk_bytes in a tick moves to splice; under
+// either, one whose kernel backlog passes sockmap_backlog_cap does. Moving is safe because user
+// space takes each direction over only once the kernel has delivered what it redirected that way.
+// Without the privilege, on an old kernel, or for a rootless target (the helper path), both fall
+// back to splice (Engine::engine_note() says why). A connection that cannot join the maps (its
+// client's FIN came before the target answered) is spliced.
+//
 // Events. Connection opened/closed (only when `report_connections`), connect and accept
 // failures and helper restarts (always) go to the EventSink; it must not block. Each worker keeps
 // its own counters (atomics on a cache line of their own); Stats() adds them up.
@@ -84,6 +97,15 @@
 
 namespace nsproxy {
 
+// How connections move their bytes (the theory of operation above, "Two engines").
+enum class EngineKind {
+  kSplice,   // user space: recv()+send() for small messages, splice() for bulk; works everywhere
+  kSockmap,  // the kernel: a BPF verdict program redirects each segment (root only); a
+             // connection whose kernel backlog passes sockmap_backlog_cap moves to splice
+  kAuto,     // sockmap, and a connection that turns bulk (sockmap_bulk_bytes in a tick) moves to
+             // splice, where bulk is cheaper
+};
+
 struct EngineOptions {
   int netns_fd = -1;          // namespace in which upstream sockets are created (not owned)
   int userns_fd = -1;         // its owning user namespace, to go through a helper process
@@ -96,6 +118,9 @@ struct EngineOptions {
   int keepalive_interval_s = 0;    // between probes
   int keepalive_count = 0;         // unanswered probes before the connection is reset
   ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // a header for the service, before any byte
+  EngineKind engine = EngineKind::kSplice;
+  uint64_t sockmap_bulk_bytes = 256 * 1024;       // auto: bytes in one tick that make a connection bulk
+  uint64_t sockmap_backlog_cap = 4 * 1024 * 1024;  // bytes the kernel may hold for a slow receiver
   bool report_connections = false;
   bool start_paused = false;  // start without accepting: the target may not be ready yet
 };
@@ -133,9 +158,12 @@ class EventSink {
 struct EngineStats {
   uint64_t active = 0;
   uint64_t total = 0;
-  uint64_t bytes_in = 0;
+  uint64_t bytes_in = 0;   // bytes moved through sockmap count once the connection leaves it
   uint64_t bytes_out = 0;
   uint64_t connect_failures = 0;
+  uint64_t sockmap_active = 0;  // connections on sockmap now (the rest of `active` is on splice)
+  uint64_t sockmap_total = 0;   // connections that started on sockmap
+  uint64_t migrations = 0;      // of those, moved to splice
 };
 
 struct Listener {
@@ -179,6 +207,11 @@ class Engine {
 
   EngineStats Stats() const;
 
+  // The engine in use, after Start(): kSockmap or kAuto may have fallen back to kSplice, and
+  // then `why` says why (no privilege, an old kernel, a rootless target).
+  EngineKind engine() const { return engine_; }
+  const std::string& engine_note() const { return engine_note_; }
+
  private:
   friend class Worker;
 
@@ -192,6 +225,8 @@ class Engine {
   bool ParkAtLimit(Worker* worker);
 
   EngineOptions options_;
+  EngineKind engine_ = EngineKind::kSplice;
+  std::string engine_note_;
   EventSink* sink_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Worker>> workers_;

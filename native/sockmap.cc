@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstddef>
 #include <cstring>
@@ -180,12 +181,13 @@ int LoadProgram(const std::vector<bpf_insn>& insns, char* log, uint32_t log_size
 
 }  // namespace
 
-void Sockmap::Poke(int fd) {
+int Sockmap::Poke(int fd) {
   // recv() on a member socket first calls tcp_data_ready() when its receive queue is not empty
   // (tcp_bpf_recvmsg_parser), under the socket lock. MSG_PEEK leaves anything the program passed
   // (or a FIN) for the caller to find.
   char byte;
-  (void)recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || errno == EAGAIN || errno == EINTR) return 0;
+  return errno;
 }
 
 bool SocketCookie(int fd, uint64_t* out, SysError* error) {
@@ -277,7 +279,7 @@ bool Sockmap::Available(std::string* why) {
   return available;
 }
 
-bool Sockmap::Add(int fd0, int fd1, SockmapPair* pair, SysError* error, bool poke) {
+bool Sockmap::Add(int fd0, int fd1, SockmapPair* pair, SysError* error, int consumed[2], bool poke) {
   SockmapPair p;
   p.fd[0] = fd0;
   p.fd[1] = fd1;
@@ -309,8 +311,11 @@ bool Sockmap::Add(int fd0, int fd1, SockmapPair* pair, SysError* error, bool pok
     }
   }
   if (poke) {
-    Poke(fd0);
-    Poke(fd1);
+    int e0 = Poke(fd0), e1 = Poke(fd1);
+    if (consumed != nullptr) {
+      consumed[0] = e0;
+      consumed[1] = e1;
+    }
   }
   *pair = p;
   return true;
@@ -322,7 +327,7 @@ void Sockmap::Pause(const SockmapPair& pair) {
   for (int side = 0; side < 2; side++) MapDelete(hold_.get(), &pair.cookie[side]);
 }
 
-void Sockmap::Stop(const SockmapPair& pair, bool guard) {
+void Sockmap::Stop(const SockmapPair& pair, int consumed[2], bool guard) {
   if (!guard) {
     for (int side = 0; side < 2; side++) MapDelete(socks_.get(), &pair.cookie[side]);
     return;
@@ -339,7 +344,8 @@ void Sockmap::Stop(const SockmapPair& pair, bool guard) {
     getsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], &len);
     int big = INT_MAX;
     setsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &big, sizeof(big));
-    Poke(pair.fd[side]);
+    int err = Poke(pair.fd[side]);
+    if (consumed != nullptr) consumed[side] = err;
   }
   for (int side = 0; side < 2; side++) MapDelete(socks_.get(), &pair.cookie[side]);
   // Back to normal; tcp_set_rcvlowat() signals EPOLLIN for what waited meanwhile.
@@ -385,6 +391,35 @@ bool Sockmap::Counters(const SockmapPair& pair, int side, SockmapCounters* out) 
   if (MapLookup(conns_.get(), &pair.cookie[side], &value) < 0) return false;
   out->redirected = value.redirected;
   out->passed = value.passed;
+  return true;
+}
+
+bool Sockmap::AllCounters(std::vector<CookieCounters>* out, SysError* error) const {
+  out->clear();
+  constexpr uint32_t kBatch = 256;
+  uint64_t keys[kBatch];
+  ConnValue values[kBatch];
+  uint64_t token = 0;
+  bool first = true;
+  for (;;) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.batch.in_batch = first ? 0 : reinterpret_cast<uint64_t>(&token);
+    attr.batch.out_batch = reinterpret_cast<uint64_t>(&token);
+    attr.batch.keys = reinterpret_cast<uint64_t>(keys);
+    attr.batch.values = reinterpret_cast<uint64_t>(values);
+    attr.batch.count = kBatch;
+    attr.batch.map_fd = static_cast<uint32_t>(conns_.get());
+    long rc = Bpf(BPF_MAP_LOOKUP_BATCH, &attr);
+    int err = rc < 0 ? errno : 0;
+    if (rc < 0 && err != ENOENT) return error->Set("bpf(BPF_MAP_LOOKUP_BATCH)", err);
+    for (uint32_t i = 0; i < attr.batch.count; i++) {
+      out->push_back(CookieCounters{keys[i], SockmapCounters{values[i].redirected, values[i].passed}});
+    }
+    if (err == ENOENT) break;  // that was the last batch
+    first = false;
+  }
+  std::sort(out->begin(), out->end(), [](const CookieCounters& a, const CookieCounters& b) { return a.cookie < b.cookie; });
   return true;
 }
 

@@ -53,6 +53,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "syserror.h"
 #include "unique_fd.h"
@@ -97,14 +98,18 @@ class Sockmap {
   // before insertion are redirected too. Both must be connected TCP sockets with nothing of
   // theirs written by user space after this call (base_written accounts for what came before).
   // `poke` false is for tests only (it shows the stall).
-  bool Add(int fd0, int fd1, SockmapPair* pair, SysError* error, bool poke = true);
+  // `consumed[side]`: a pending error the pokes reported (see Poke()), 0 if none.
+  bool Add(int fd0, int fd1, SockmapPair* pair, SysError* error, int consumed[2] = nullptr, bool poke = true);
 
   // Runs what waits in a member socket's receive queue through the program now, and returns once
   // the program has seen every byte the socket had received (it takes the socket lock, so a
   // softirq still delivering a segment finishes first). Add() does it; the engine does it again
   // after EPOLLRDHUP, before it trusts Pending() (tcp_fin() wakes epoll before tcp_data_ready()
   // runs the program on the data of the same segment).
-  static void Poke(int fd);
+  // A poke is a recv(): if the socket had a pending error (a reset) with nothing to read, the
+  // recv() reports it, and the kernel forgets it (sock_error()). So it is returned: 0 or that
+  // errno, which the caller must take as the socket's end, as it would from SO_ERROR.
+  static int Poke(int fd);
 
   // Stops redirecting, program still attached: from now on what each socket receives waits in its
   // own psock (ingress_msg) for recv() (never splice(), which reads only the TCP receive queue),
@@ -120,7 +125,8 @@ class Sockmap {
   // huge SO_RCVLOWAT; what is left is a FIN (or urgent data), which bypasses the low-water mark,
   // arriving in the same instant. SOCKMAP.md (d). The engine then waits for Pending() == 0.
   // `guard` false is for tests only (it shows the race).
-  void Stop(const SockmapPair& pair, bool guard = true);
+  // `consumed[side]`: a pending error its pokes reported (see Poke()), 0 if none.
+  void Stop(const SockmapPair& pair, int consumed[2] = nullptr, bool guard = true);
 
   // Re-attaches the program after Stop(). User space must have read each receive queue to EAGAIN
   // (the program takes whole skbs and would resend a partly read one) and written it all to the
@@ -136,6 +142,14 @@ class Sockmap {
 
   // The program's counters for one side (false when the cookie is unknown).
   bool Counters(const SockmapPair& pair, int side, SockmapCounters* out) const;
+
+  // Every socket's counters at once (BPF_MAP_LOOKUP_BATCH), sorted by cookie: a few system calls
+  // for all connections, so that an engine can watch thousands of them every few milliseconds.
+  struct CookieCounters {
+    uint64_t cookie;
+    SockmapCounters counters;
+  };
+  bool AllCounters(std::vector<CookieCounters>* out, SysError* error) const;
 
   // Bytes the program redirected towards `side` that are not yet in its TCP send queue (queued in
   // its psock, or being sent). Once the other side can redirect no more (it got EOF and was

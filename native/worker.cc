@@ -23,6 +23,12 @@ enum Tag : uintptr_t { kClient = 0, kUpstream = 1, kListener = 2, kWake = 3, kHe
 
 uint64_t Pack(void* ptr, Tag tag) { return reinterpret_cast<uintptr_t>(ptr) | tag; }
 
+}  // namespace
+
+uint64_t PackConnection(Connection* conn, bool upstream) { return Pack(conn, upstream ? kUpstream : kClient); }
+
+namespace {
+
 uint64_t NowUs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -34,10 +40,11 @@ constexpr uint64_t kAcceptBackoffUs = 100 * 1000;
 constexpr uint64_t kAcceptReportUs = 1000 * 1000;   // accept failures: one event a second at most
 constexpr uint64_t kRespawnBackoffUs = 1000 * 1000;
 constexpr uint64_t kFlushCheckUs = 10 * 1000;       // kResetting connections are checked this often
+constexpr uint64_t kSockmapWaitUs = 1000;           // sockmap backlogs being waited for, this often
+constexpr uint64_t kSockmapTickUs = 25 * 1000;      // sockmap connections' counters, this often
 constexpr size_t kIdlePipes = 64;
 // Unprivileged users share a pipe quota (fs.pipe-user-pages-soft): keep few idle pipes.
 constexpr size_t kIdlePipesUnprivileged = 8;
-constexpr uint32_t kSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
 // accept4() errors that concern only the connection being accepted (accept(2), "Error
 // handling"): the next one may be fine. Anything else means the listener or the process is in
@@ -104,6 +111,13 @@ bool Worker::Setup(SysError* error) {
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) return error->Set("epoll_ctl");
   // From here on, every upstream socket is born in the target namespace.
   if (!EnterNetns(engine_->options_.netns_fd, engine_->options_.userns_fd, error)) return false;
+  if (engine_->engine() != EngineKind::kSplice) {
+    // Each worker has maps and a program of its own: its connections' counters come back in one
+    // batch, and no worker touches another's sockets.
+    const uint64_t sockets = std::min<uint64_t>(2 * static_cast<uint64_t>(engine_->options_.connections_max) + 16, 1 << 17);
+    sockmap_ = Sockmap::Create(static_cast<uint32_t>(sockets), error);
+    if (!sockmap_) return false;
+  }
   accepting_ = !engine_->options_.start_paused;
   UpdateListenerWatch();
   return true;
@@ -260,6 +274,8 @@ int Worker::NextTimeoutMs(Clock now) const {
   sooner(respawn_helper_at_);
   if (!connecting_.empty()) sooner(ConnectDeadline(connecting_.front()));
   if (!flushing_.empty()) sooner(now + kFlushCheckUs);
+  if (!sockmap_waiting_.empty()) sooner(now + kSockmapWaitUs);
+  if (!on_sockmap_.empty()) sooner(sockmap_tick_at_ != 0 ? sockmap_tick_at_ : now + kSockmapTickUs);
   if (next == 0) return -1;
   return next <= now ? 0 : static_cast<int>((next - now + 999) / 1000);
 }
@@ -277,8 +293,23 @@ void Worker::OnTimers(Clock now) {
   }
   for (Connection* conn = flushing_.front(); conn != nullptr;) {
     Connection* next = flushing_.next(conn);
-    if (conn->ResetSideFlushed()) Finish(conn, conn->reset_mask());  // takes it off the list
+    if (conn->ResetSideFlushed() && !conn->held(Connection::kUp) && !conn->held(Connection::kDown)) {
+      Finish(conn, conn->reset_mask());  // takes it off the list
+    }
     conn = next;
+  }
+  for (Connection* conn = sockmap_waiting_.front(); conn != nullptr;) {
+    Connection* next = sockmap_waiting_.next(conn);
+    AdvanceSockmap(conn);  // may finish it, or take it off the list
+    conn = next;
+  }
+  if (on_sockmap_.empty()) {
+    sockmap_tick_at_ = 0;
+  } else if (sockmap_tick_at_ == 0) {
+    sockmap_tick_at_ = now + kSockmapTickUs;
+  } else if (now >= sockmap_tick_at_) {
+    sockmap_tick_at_ = now + kSockmapTickUs;
+    SockmapTick();
   }
 }
 
@@ -422,12 +453,12 @@ void Worker::StartConnection(Listener* listener, UniqueFd client, UniqueFd upstr
 
   epoll_event ev{};
   ev.events = kSocketEvents;
-  ev.data.u64 = Pack(conn, kClient);
+  ev.data.u64 = PackConnection(conn, false);
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, client_fd, &ev) < 0) {
     error.Set("epoll_ctl");
     return ConnectFailed(conn, error);
   }
-  ev.data.u64 = Pack(conn, kUpstream);
+  ev.data.u64 = PackConnection(conn, true);
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, upstream_fd, &ev) < 0) {
     error.Set("epoll_ctl");
     return ConnectFailed(conn, error);
@@ -453,6 +484,7 @@ static int PendingSocketError(int fd) {
 }
 
 void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events) {
+  if (conn->state == Connection::State::kSockmap) return OnSockmapEvent(conn, upstream, events);
   unsigned which = DirectionsFor(upstream, events);
   // EPOLLOUT comes with nearly every readable edge (the socket has room): it concerns the
   // direction writing to this socket only when that direction holds bytes it could not write;
@@ -485,6 +517,8 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
         return;  // still connecting
       }
       connecting_.remove(conn);
+      // The kernel moves the bytes from now on, if the engine can; else user space does.
+      if (sockmap_ && conn->intact() && HandToSockmap(conn)) return;
       conn->state = Connection::State::kForwarding;
       which = drain = Connection::kBoth;  // the client may have sent (and shut down) meanwhile:
                                           // its edges came while we were not reading
@@ -498,6 +532,8 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
     case Connection::State::kForwarding:
       if (events & EPOLLERR) conn->OnSocketError(upstream);
       break;
+    case Connection::State::kSockmap:
+      break;  // OnSockmapEvent() above
   }
   uint64_t in_before = conn->bytes_in(), out_before = conn->bytes_out();
   Connection::Next next = conn->Pump(&pipes_, which, hung_up, drain);
@@ -546,8 +582,9 @@ void Worker::Finish(Connection* conn, unsigned reset_mask) {
   }
   const bool reset = reset_mask != 0 || conn->error();
   conn->Close(&pipes_, reset_mask);
-  // waiting_links: on connecting_ or on flushing_, never both
-  if (conn->state == Connection::State::kResetting) flushing_.remove(conn); else connecting_.remove(conn);
+  LeaveSockmap(conn);  // if it is in the maps
+  connecting_.remove(conn);
+  flushing_.remove(conn);
   connections_.remove(conn);
   closed_.emplace_back(conn);  // the list's ownership, taken back
   engine_->ReleaseSlot();

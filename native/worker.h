@@ -2,6 +2,8 @@
 // and pumps connections. See the theory of operation in engine.h.
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -14,12 +16,19 @@
 #include "connection.h"
 #include "engine.h"
 #include "pipe_pool.h"
+#include "sockmap.h"
 #include "sockets.h"
 #include "syserror.h"
 #include "unique_fd.h"
 #include "upstream.h"
 
 namespace nsproxy {
+
+// What a worker watches on a connection's sockets when user space moves the bytes.
+constexpr uint32_t kSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
+// The epoll_event.data of a connection's client (or upstream) socket.
+uint64_t PackConnection(Connection* conn, bool upstream);
 
 class Worker {
  public:
@@ -60,6 +69,17 @@ class Worker {
   void OnListenerReady(Listener* listener);
   void StartConnection(Listener* listener, UniqueFd client, UniqueFd upstream, const sockaddr_storage& peer);
   void OnConnectionEvent(Connection* conn, bool upstream, uint32_t events);
+  void Connected(Connection* conn);
+
+  // worker_sockmap.cc: connections whose bytes the kernel moves.
+  bool HandToSockmap(Connection* conn);
+  void OnSockmapEvent(Connection* conn, bool upstream, uint32_t events);
+  void AdvanceSockmap(Connection* conn);
+  bool SockmapDelivered(Connection* conn, int side);
+  void StartMigration(Connection* conn);
+  void TakeOver(Connection* conn);
+  void LeaveSockmap(Connection* conn);
+  void SockmapTick();
   void Apply(Connection* conn, Connection::Next next);
   void Finish(Connection* conn, unsigned reset_mask);
   void ConnectFailed(Connection* conn, const SysError& error);
@@ -88,8 +108,15 @@ class Worker {
   IntrusiveList<Connection, &Connection::all_links> connections_;
   std::vector<std::unique_ptr<Connection>> closed_;  // freed after the current epoll batch
   // Connections in kConnecting, oldest first: all share one timeout, so the front expires first.
-  IntrusiveList<Connection, &Connection::waiting_links> connecting_;
-  IntrusiveList<Connection, &Connection::waiting_links> flushing_;  // kResetting
+  IntrusiveList<Connection, &Connection::connecting_links> connecting_;
+  IntrusiveList<Connection, &Connection::flushing_links> flushing_;  // kResetting
+  // The sockmap engine: this worker's maps and program (null on splice), its connections there,
+  // and those of them waiting for the kernel to deliver a backlog (polled every millisecond).
+  std::unique_ptr<Sockmap> sockmap_;
+  IntrusiveList<Connection, &Connection::sockmap_links> on_sockmap_;
+  IntrusiveList<Connection, &Connection::sockmap_wait_links> sockmap_waiting_;
+  Clock sockmap_tick_at_ = 0;
+  std::vector<Sockmap::CookieCounters> sockmap_counters_;  // reused by every tick
  public:
   // Counters of this worker's connections, summed by Engine::Stats(): each worker writes its own
   // (no cache line shared with the other workers), any thread may read.
@@ -98,6 +125,9 @@ class Worker {
     std::atomic<uint64_t> bytes_in{0};
     std::atomic<uint64_t> bytes_out{0};
     std::atomic<uint64_t> connect_failures{0};
+    std::atomic<uint64_t> sockmap_active{0};
+    std::atomic<uint64_t> sockmap_total{0};
+    std::atomic<uint64_t> migrations{0};
   };
   const Counters& counters() const { return counters_; }
 

@@ -51,6 +51,10 @@ export interface Config {
   keepaliveMs: number;
   /** PROXY protocol version to send to the service: 0 none */
   proxyProtocol: 0 | 1 | 2;
+  /** who moves the bytes (the engine may fall back to splice) */
+  engine: 'auto' | 'sockmap' | 'splice';
+  /** --engine auto: bytes within 25 ms that make a connection bulk */
+  sockmapBulkBytes: number;
   connectionsMax: number;
   backlog: number;
   threads: number;
@@ -75,6 +79,8 @@ export interface RawOptions {
   connectTimeout?: string | string[];
   keepalive?: string | string[];
   proxyProtocol?: string | string[];
+  engine?: string | string[];
+  sockmapBulk?: string | string[];
   to?: string | string[];
   listen?: string | string[];
   connectionsMax?: string | string[];
@@ -177,6 +183,23 @@ function duration(name: string, value: string | undefined, fallbackMs: number): 
   return value === undefined ? fallbackMs : parseDuration(`--${name}`, value);
 }
 
+const ENGINES = ['auto', 'sockmap', 'splice'] as const;
+
+function engineKind(value: string | undefined): Config['engine'] {
+  if (value === undefined) return 'auto';
+  if (!(ENGINES as readonly string[]).includes(value)) throw usage(`--engine '${value}': not an engine; use one of ${ENGINES.join(', ')}`);
+  return value as Config['engine'];
+}
+
+/** 4096, 64K, 1M, 2MiB: bytes (K, M, G: powers of 1024, as systemd reads sizes). */
+function byteSize(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const m = /^(\d+)\s*([KMG]?)(i?B)?$/i.exec(value.trim());
+  const bytes = m ? Number(m[1]) * 1024 ** ['', 'K', 'M', 'G'].indexOf((m[2] ?? '').toUpperCase()) : NaN;
+  if (!(bytes >= 1)) throw usage(`--${name} '${value}': not a size; write bytes, e.g. 262144, 256K or 1M`);
+  return bytes;
+}
+
 /** --proxy-protocol v1|v2 (or 1, 2; off, none) -> the header version, 0 for none. */
 function proxyProtocol(value: string | undefined): 0 | 1 | 2 {
   const versions: Record<string, 0 | 1 | 2> = { v1: 1, '1': 1, v2: 2, '2': 2, off: 0, none: 0 };
@@ -238,6 +261,8 @@ export function buildConfig(raw: RawOptions): Config {
     connectTimeoutMs: offOrDuration('connect-timeout', single('connect-timeout', raw.connectTimeout), 10_000),
     keepaliveMs: offOrDuration('keepalive', single('keepalive', raw.keepalive), 120_000),
     proxyProtocol: proxyProtocol(single('proxy-protocol', raw.proxyProtocol)),
+    engine: engineKind(single('engine', raw.engine)),
+    sockmapBulkBytes: byteSize('sockmap-bulk', single('sockmap-bulk', raw.sockmapBulk), 256 * 1024),
     connectionsMax: positiveInt('connections-max', single('connections-max', raw.connectionsMax), 4096, 1_000_000),
     backlog: positiveInt('backlog', single('backlog', raw.backlog), 128, 65535),
     threads: positiveInt('threads', single('threads', raw.threads), 1, 64),

@@ -100,6 +100,8 @@ class Daemon {
           pipeSize: PIPE_SIZE,
           connectTimeoutMs: this.config.connectTimeoutMs,
           proxyProtocol: this.config.proxyProtocol,
+          engine: this.config.engine,
+          sockmapBulkBytes: this.config.sockmapBulkBytes,
           ...keepaliveOptions(this.config.keepaliveMs),
           reportConnections: this.config.logConnections || log.isLevelEnabled('debug'),
           startPaused: true,
@@ -126,7 +128,9 @@ class Daemon {
       for (const listener of this.listeners) {
         log.info({ address: listener.address, source: listener.source, fd: listener.fd, name: listener.name }, 'listening');
       }
-      log.info({ target: this.target.description, targetPid: this.target.pid, to: this.describeEndpoints(), connectionsMax: this.config.connectionsMax, threads: this.config.threads, nofile: limits.soft }, 'ready');
+      const inUse = this.engine.engineInUse();
+      if (inUse.why) (this.config.engine === 'sockmap' ? log.warn : log.info).call(log, { engine: this.config.engine, why: inUse.why }, `engine ${this.config.engine} not available; using splice`);
+      log.info({ target: this.target.description, targetPid: this.target.pid, to: this.describeEndpoints(), engine: inUse.engine, connectionsMax: this.config.connectionsMax, threads: this.config.threads, nofile: limits.soft }, 'ready');
       this.notifier.status(this.forwardingPrefix(), { READY: 1 });
       this.engine.setAccepting(true);  // after the log and READY=1: nobody sees traffic before them
       this.forwarding = true;
@@ -302,7 +306,7 @@ class Daemon {
       const stats = this.engine.stats();
       if (stats.active > 0 || stats.total !== lastTotal || this.following) lastBusy = Date.now();
       lastTotal = stats.total;
-      if (!this.following) this.notifier.status(statusLine(this.forwardingPrefix(), stats));
+      if (!this.following) this.notifier.status(statusLine(this.forwardingPrefix(), stats, this.engine.engineInUse().engine));
       if (idleMs !== undefined && Date.now() - lastBusy >= idleMs) this.requestStop({ kind: 'idle', idleMs: Date.now() - lastBusy });
     }, tickMs);
     if (this.stopReason === undefined) await stopped;

@@ -65,6 +65,12 @@ export interface EngineOptions {
   keepaliveCount: number;
   /** PROXY protocol header sent to the service before any byte of the client's: 0 none, 1 or 2 */
   proxyProtocol: 0 | 1 | 2;
+  /** who moves the bytes: user space (splice), the kernel (sockmap, root only), or sockmap with
+   * bulk connections moved to splice (auto); sockmap and auto fall back to splice when they
+   * cannot run (engineInUse() says why) */
+  engine: 'splice' | 'sockmap' | 'auto';
+  /** auto: bytes a connection may move in 25 ms before it counts as bulk and moves to splice */
+  sockmapBulkBytes?: number;
   /** report 'opened'/'closed' for every connection (failures are always reported) */
   reportConnections: boolean;
   /** start without accepting (setAccepting(true) later, once the target is ready) */
@@ -74,9 +80,14 @@ export interface EngineOptions {
 export interface EngineStats {
   active: number;
   total: number;
+  /** bytes moved by the kernel (sockmap) count once the connection leaves sockmap */
   bytesIn: number;
   bytesOut: number;
   connectFailures: number;
+  /** connections on sockmap now (the rest of `active` on splice), ever, and moved to splice */
+  sockmapActive: number;
+  sockmapTotal: number;
+  migrations: number;
 }
 
 /** The data plane: worker threads inside the target netns that accept, connect and splice. */
@@ -90,6 +101,8 @@ export interface Engine {
    * afterwards nothing of the engine keeps the event loop alive. */
   stop(): void;
   stats(): EngineStats;
+  /** After start(): the engine in use, and why when it is not the one asked for. */
+  engineInUse(): { engine: 'splice' | 'sockmap' | 'auto'; why?: string };
   /** Accept or not; clients wait in the kernel backlog meanwhile. Open connections go on. */
   setAccepting(accepting: boolean): void;
   /** Moves the workers into another namespace (the target restarted), usernsFd as in the

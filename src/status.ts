@@ -12,6 +12,8 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-export function statusLine(prefix: string, stats: EngineStats): string {
-  return `${prefix}; ${stats.active} active, ${stats.total} total, ${formatBytes(stats.bytesIn)} in, ${formatBytes(stats.bytesOut)} out`;
+export function statusLine(prefix: string, stats: EngineStats, engine = 'splice'): string {
+  const line = `${prefix}; ${stats.active} active, ${stats.total} total, ${formatBytes(stats.bytesIn)} in, ${formatBytes(stats.bytesOut)} out`;
+  if (engine === 'splice') return line;
+  return `${line}; ${engine}: ${stats.sockmapActive} on sockmap, ${stats.active - stats.sockmapActive} on splice, ${stats.migrations} of ${stats.sockmapTotal} moved to splice`;
 }

@@ -21,7 +21,7 @@ interface Summary {
   same_bytes: number;
   nondeterministic: number;
   harness_errors: number;
-  health: { error?: string; active_at_stop?: number };
+  health: { error?: string; active_at_stop?: number; sockmapTotal?: number; migrations?: number };
   pipe_sizes: number[];
 }
 
@@ -46,14 +46,27 @@ async function fuzz(t: tap.Test, args: string[]): Promise<Summary> {
   return summary;
 }
 
-t.test('nsproxy as root: no difference from a direct connection', async (t) => {
-  if (!requireProduct(t)) return;
-  const s = await fuzz(t, ['--seed', 'npm-test', '--count', '400', '--concurrency', '100']);
-  t.equal(s.conversations, 400, 'all conversations ran');
-  t.equal(s.differences, 0, 'no difference');
-  t.equal(s.health.error, undefined, 'nsproxy stayed up and stopped cleanly');
-  t.equal(s.health.active_at_stop, 0, 'no connection left behind');
-});
+// Each engine as root; under auto with a tiny bulk threshold, connections move from sockmap to
+// splice in mid-conversation, hundreds of times.
+const ENGINES: Array<[string, string[], number]> = [
+  ['auto (the default)', [], 400],
+  ['splice', ['--engine', 'splice'], 250],
+  ['sockmap', ['--engine', 'sockmap'], 250],
+  ['auto, migrating in mid-conversation (--sockmap-bulk 4K)', ['--engine', 'auto', '--sockmap-bulk', '4K'], 300],
+];
+for (const [name, options, count] of ENGINES) {
+  t.test(`nsproxy as root, engine ${name}: no difference from a direct connection`, async (t) => {
+    if (!requireProduct(t)) return;
+    const s = await fuzz(t, ['--seed', 'npm-test', '--count', String(count), '--concurrency', '100', '--', ...options]);
+    t.equal(s.conversations, count, 'all conversations ran');
+    t.equal(s.differences, 0, 'no difference');
+    t.equal(s.health.error, undefined, 'nsproxy stayed up and stopped cleanly');
+    t.equal(s.health.active_at_stop, 0, 'no connection left behind');
+    if (name.startsWith('splice')) t.equal(s.health.sockmapTotal, 0, 'none went through sockmap');
+    if (!name.startsWith('splice')) t.ok((s.health.sockmapTotal ?? 0) > count * 0.8, `${s.health.sockmapTotal} of ${count} went through sockmap`);
+    if (name.includes('migrating')) t.ok((s.health.migrations ?? 0) > count / 10, `${s.health.migrations} moved to splice in mid-conversation`);
+  });
+}
 
 t.test('a reply followed by a reset (a server answering early, then closing unread): 50 of 50', async (t) => {
   if (!requireProduct(t)) return;

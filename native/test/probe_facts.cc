@@ -61,7 +61,7 @@ Wire MakeWire(int client_ns, int server_ns) {
 
 void Add(Sockmap* map, Wire* w, SockmapPair* pair, bool poke = true) {
   SysError error;
-  if (!map->Add(w->a, w->b, pair, &error, poke)) Die("Add: %s: %s", error.syscall, strerror(error.err));
+  if (!map->Add(w->a, w->b, pair, &error, nullptr, poke)) Die("Add: %s: %s", error.syscall, strerror(error.err));
 }
 
 // recv with a timeout; returns what arrived ("" on timeout).

@@ -215,7 +215,7 @@ int Flap(const Args& args) {
     if (NowNs() >= end) up.stop = down.stop = true;
     if (in_map) {
       SleepUs(rng.Below(map_us + 1));
-      map->Stop(pair, !bare_stop);
+      map->Stop(pair, nullptr, !bare_stop);
       Sockmap::Poke(a);
       Sockmap::Poke(b);
       in_map = false;

@@ -180,7 +180,7 @@ void Proxy::Watch(Conn* c, uint32_t events) {
 
 void Proxy::Insert(Conn* c) {
   SysError error;
-  if (!map_->Add(c->fd[0], c->fd[1], &c->pair, &error, options_.poke)) {
+  if (!map_->Add(c->fd[0], c->fd[1], &c->pair, &error, nullptr, options_.poke)) {
     if (error.err == EOPNOTSUPP) {
       // Only ESTABLISHED sockets may join a sockmap (sock_map_sk_state_allowed): one that already
       // received a FIN (CLOSE_WAIT) is refused. Splice it instead.

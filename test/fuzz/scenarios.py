@@ -239,6 +239,8 @@ NAMED = {
     # The measurement that opened the faithfulness issue: a 1003-byte request, 3 bytes read, an
     # 800-byte reply, close() with the rest unread: RST right behind the reply.
     'rst-after-reply': lambda rng: early_reply_then_reset(rng, head=3, body=1000, reply=800),
+    # Many small segments, then an abort: every byte that reached the proxy must reach the server.
+    'tiny-then-abort': lambda rng: [('write', 'c', rng.randint(100, 1000), 1, 'sent'), ('abort', 'c'), ('await_end', 's'), ('abort', 's')],
 }
 
 
