@@ -80,8 +80,9 @@
 //
 // Control. The control plane (JavaScript) pauses and resumes accepting, changes targets and
 // moves workers to a new namespace when the target restarts, by Worker::Execute(): a command
-// queued to the worker and run on its thread between two epoll batches, the caller waiting for
-// the answer. A listener event later in the batch that ran a pause is ignored.
+// queued to the worker and run on its thread when it handles its wake-up event (in the middle of
+// a batch of events, possibly), the caller waiting for the answer. So a listener event later in
+// the batch that ran a pause is ignored, and no target is read while another thread writes it.
 #pragma once
 
 #include <atomic>

@@ -40,7 +40,8 @@ class Worker {
   void RequestStop();
   void Join();
 
-  // Runs `command` on the worker thread, between two epoll batches, and waits for its result.
+  // Runs `command` on the worker thread (when the loop handles its wake-up event, which may be in
+  // the middle of a batch of events) and waits for its result.
   // This is how the control plane pauses accepting or moves the worker to another namespace.
   SysError Execute(std::function<SysError()> command);
 
