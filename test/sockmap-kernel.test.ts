@@ -26,7 +26,7 @@ t.test('facts: keys, handover, FIN, epoll/FIONREAD, removal', async (t) => {
   t.equal(r.redirected_fin_breaks_peer, true, 'redirecting a bare FIN sets EPIPE on the peer');
   t.equal(r.passed_fin_behind_queued_bytes_breaks_source, true, 'passing it breaks the source when its psock queues bytes');
   t.equal(r.dropped_fin_behind_queued_bytes_source_ok, true, 'dropping it (the production program) breaks nothing');
-  t.equal(r.epollin_waiter_woken_per_segment, true, `EPOLLIN waiters wake per segment (${r.epollin_waiter_wakeups_per_message}/message)`);
+  t.equal(r.epollin_waiter_woken_for_nothing, true, `EPOLLIN waiters are woken though nothing is readable (${r.epollin_waiter_wakeups_per_message} wake-ups/message)`);
   t.equal(r.epollrdhup_waiter_sleeps_while_data_flows, true, 'an EPOLLRDHUP-only waiter sleeps while data flows');
   t.equal(r.fionread_zero_while_redirecting, true, 'FIONREAD says 0 while the program redirects');
   t.equal(r.remove_with_queued_bytes_loses_them, true, `Remove() with bytes queued loses them (${r.remove_lost} bytes)`);
