@@ -52,6 +52,7 @@ function main() {
           if (r.proxyExit) problems.push(`${w.id} × ${p.id}: the proxy exited during the run (${r.proxyExit})`);
           for (const m of w.metrics) {
             if (p.id === 'direct' && m.proxyOnly) continue;
+            if (m.overDirect && !j.peers.some((/** @type {any} */ q) => q.id === 'direct')) continue; // needs direct's number
             const v = r.values[m.id];
             if (typeof v !== 'number' || !Number.isFinite(v)) problems.push(`${w.id} × ${p.id}: no number for ${m.id} (${v})`);
           }

@@ -305,6 +305,7 @@ async function main() {
   const busyAfter = await cpuBusyPct(o.quick ? 300 : 1000);
   say(`done; loadavg ${loadAfter.join(' ')}, CPUs ${busyAfter}% busy`);
 
+  addOverDirect(workloads, runs);
   const agg = report.aggregate(workloads, peers, runs);
   const notes = buildNotes(o, runs, workloads, busyBefore, busyAfter, machine, leftOut, quickExtras.map((id) => PEERS[id].label));
   /** @type {Record<string, string>} */
@@ -363,6 +364,28 @@ async function main() {
   if (failed || brokenPeers) {
     say(`${failed} of ${runs.length} runs failed${brokenPeers ? `, ${brokenPeers} nsproxy peer${brokenPeers > 1 ? 's' : ''} did not start` : ''} (see the notes)`);
     process.exitCode = 3;
+  }
+}
+
+/**
+ * Fill in the metrics that are a peer's value minus direct's in the same repetition (e.g. the
+ * round-trip time a proxy adds): no value where direct did not run.
+ * @param {import('./lib/workloads').Workload[]} workloads
+ * @param {import('./lib/report').RunRecord[]} runs
+ */
+function addOverDirect(workloads, runs) {
+  for (const w of workloads) {
+    for (const m of w.metrics) {
+      const from = m.overDirect;
+      if (!from) continue;
+      for (const r of runs) {
+        if (r.workload !== w.id || r.peer === 'direct' || !r.ok || !r.values) continue;
+        const d = runs.find((x) => x.workload === w.id && x.peer === 'direct' && x.rep === r.rep && x.ok);
+        const a = r.values[from];
+        const b = d && d.values ? d.values[from] : null;
+        r.values[m.id] = typeof a === 'number' && typeof b === 'number' ? a - b : null;
+      }
+    }
   }
 }
 

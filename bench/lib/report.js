@@ -114,7 +114,8 @@ function ratio(m, byPeer, aId = 'nsproxy', bId = 'socket-proxyd') {
   if (m.noRatio) return null;
   const a = byPeer[aId];
   const b = byPeer[bId];
-  if (!a || !b || b.median === 0) return null;
+  // a difference (added over direct) can be negative: no ratio then
+  if (!a || !b || b.median <= 0 || a.median < 0) return null;
   const r = a.median / b.median;
   const better = m.better === 'higher' ? r > 1 : r < 1;
   return { ratio: r, better, same: Math.abs(r - 1) < 0.03 };
@@ -164,6 +165,7 @@ function markdown({ workloads, peers, peerLabels, agg, ratios, nsproxyPeers = []
   lines.push(
     '↑ higher is better, ↓ lower is better. Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc/PID/stat), memory is its PSS (/proc/PID/smaps_rollup). ' +
       'Whole-machine CPU is every CPU\'s busy time in /proc/stat (user, nice, system, irq, softirq, steal) during the client\'s run: client, server, proxy and kernel work (softirq, kernel workers) together, so it counts what per-process CPU cannot see; direct\'s value is the floor. ' +
+      '"Added over direct" is a peer\'s value minus direct\'s in the same repetition. ' +
       'A ratio "better"/"worse" is for the variant on the left; within 3 % it is left plain.',
   );
   if (notes.length) {

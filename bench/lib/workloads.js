@@ -16,6 +16,8 @@ const { listenActivated, isActivated } = require('./peers');
  * @property {boolean} [proxyOnly] measured on the proxy process: no value for "direct"
  * @property {boolean} [chart] false: not in the ratio chart (informational)
  * @property {boolean} [noRatio] no nsproxy ÷ socket-proxyd (a difference, or the same floor for both)
+ * @property {string} [overDirect] not measured: the peer's value of that metric minus direct's in
+ *   the same repetition (what the path adds), filled in by the harness once every peer has run
  */
 
 /**
@@ -172,6 +174,7 @@ function pingpongWorkload(oneCpu) {
     target: 'echo',
     metrics: [
       { id: `${p}_mean_us`, label: `${name} mean`, unit: 'µs', better: 'lower' },
+      { id: `${p}_added_mean_us`, label: `${name} mean: added over direct`, unit: 'µs', better: 'lower', proxyOnly: true, overDirect: `${p}_mean_us` },
       { id: `${p}_p50_us`, label: `${name} p50`, unit: 'µs', better: 'lower' },
       { id: `${p}_p99_us`, label: `${name} p99`, unit: 'µs', better: 'lower' },
       { id: `${p}_mcpu_us`, label: `${name}: whole-machine CPU per round trip`, unit: 'µs', better: 'lower' },
