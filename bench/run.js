@@ -29,7 +29,7 @@ const report = require('./lib/report');
 
 const USAGE = `usage: node bench/run.js [options]            (as root; npm run bench -- [options])
 
-  --quick              smoke run in well under a minute: 1 repetition, tiny durations,
+  --quick              smoke run in about a minute: 1 repetition, tiny durations,
                        200 idle connections (numbers not meaningful; proves the harness works)
   --reps N             repetitions (default 3)
   --peers LIST         comma-separated, from: direct, the nsproxy variants' peers (nsproxy,

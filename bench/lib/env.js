@@ -78,9 +78,9 @@ function checkTools(sel) {
   }
   if (sel.builds.has('baseline') && sel.baselineDir) {
     const d = sel.baselineDir;
-    for (const f of ['dist/main.js', 'build/Release/nsproxy.node', 'package.json', 'node_modules']) {
-      if (!fs.existsSync(path.join(d, f))) missing.push(`--baseline: ${path.join(d, f)} (build that checkout: cd ${d} && npm ci)`);
-    }
+    const absent = ['dist/main.js', 'build/Release/nsproxy.node', 'package.json', 'node_modules'].filter((f) => !fs.existsSync(path.join(d, f)));
+    if (!fs.existsSync(d)) missing.push(`--baseline: no directory ${d}`);
+    else if (absent.length) missing.push(`--baseline: ${absent.join(', ')} in ${d} (build that checkout: cd ${d} && npm ci)`);
   }
   if (missing.length) throw new Error(`missing: ${missing.join('; ')}`);
 }
