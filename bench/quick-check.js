@@ -24,7 +24,7 @@ function main() {
     const started = Date.now();
     const res = spawnSync(process.execPath, [path.join(__dirname, 'run.js'), '--quick', '--json-only', '--out', out, ...process.argv.slice(2)], {
       stdio: ['ignore', 'inherit', 'inherit'],
-      timeout: 180000,
+      timeout: 240000,
     });
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     const file = path.join(out, 'latest-quick.json');
