@@ -7,7 +7,9 @@
 // interleaved (repetition > workload > peer, the peers' order rotating from one repetition to
 // the next), each proxy started fresh for each run:
 //   direct         the client inside the namespace, no proxy
-//   nsproxy        node dist/main.js --netns NS --to 127.0.0.1:PORT, under systemd-socket-activate
+//   nsproxy        dist/main.js --netns NS --to 127.0.0.1:PORT, under systemd-socket-activate, in
+//                  variants: the same build with extra options (nsproxy-NAME, --variants; by
+//                  default one per --engine) and another checkout's build (nsproxy-baseline)
 //   socket-proxyd  systemd-socket-proxyd under systemd-socket-activate + nsenter, SIGPIPE ignored
 //   socat          socat TCP-LISTEN,fork + EXEC nsenter socat (a process per connection)
 //   node           a plain Node net pipe proxy (bench/peers/node-proxy.js), socket-activated
@@ -20,16 +22,27 @@ const os = require('node:os');
 const path = require('node:path');
 const procs = require('./lib/procs');
 const env = require('./lib/env');
-const { PEERS, PEER_ORDER, portAllocator } = require('./lib/peers');
+const { makePeers, portAllocator } = require('./lib/peers');
+const { DEFAULT_VARIANTS, parseVariants, baselineVariant, isUnknownOption } = require('./lib/variants');
 const { WORKLOADS, WORKLOAD_ORDER, DEFAULT_WORKLOADS, targetPort } = require('./lib/workloads');
 const report = require('./lib/report');
 
 const USAGE = `usage: node bench/run.js [options]            (as root; npm run bench -- [options])
 
-  --quick              smoke run in well under a minute: 1 repetition, tiny durations,
+  --quick              smoke run in about a minute: 1 repetition, tiny durations,
                        200 idle connections (numbers not meaningful; proves the harness works)
   --reps N             repetitions (default 3)
-  --peers LIST         comma-separated, from: ${PEER_ORDER.join(',')} (default all)
+  --peers LIST         comma-separated, from: direct, the nsproxy variants' peers (nsproxy,
+                       nsproxy-NAME), socket-proxyd, socat, node (default all)
+  --variants TABLE     the nsproxy peers, 'NAME=OPTIONS;NAME=OPTIONS': each runs this build
+                       with OPTIONS (extra nsproxy words, split on blanks; may be empty) as
+                       peer nsproxy-NAME, labelled "nsproxy (NAME)"; NAME auto is peer nsproxy
+                       (default '${DEFAULT_VARIANTS}';
+                       those of the default table that this build rejects as unknown options
+                       are left out with a note)
+  --baseline DIR       one more peer, nsproxy-baseline ("nsproxy (baseline)"): the nsproxy built
+                       in the checkout DIR (DIR/dist/main.js, DIR/build/Release/nsproxy.node),
+                       e.g. a clone of an older commit: before/after in one interleaved run
   --workloads LIST     comma-separated, from: ${WORKLOAD_ORDER.join(',')}
                        (default ${DEFAULT_WORKLOADS.join(',')}; iperf1r is iperf3 -R)
   --skip-pgbench       leave out the PostgreSQL workload (no server is started)
@@ -41,7 +54,8 @@ const USAGE = `usage: node bench/run.js [options]            (as root; npm run b
                        ${safeUlimit()}: socket-proxyd needs 6 fds per connection)
   --cold-starts N      cold starts per coldstart run, each with a bare node -e 0 timed
                        after it (default 10)
-  --threads N          nsproxy --threads (default 1, as single-threaded as socket-proxyd)
+  --threads N          nsproxy --threads (default 1, as single-threaded as socket-proxyd;
+                       a variant's own --threads wins)
   --retry-busy PCT     run a measurement again (at most twice) when processes other than
                        the bench's took more than PCT % of all CPUs meanwhile (default 25;
                        0: never; --quick: never)
@@ -60,12 +74,20 @@ function safeUlimit() {
   }
 }
 
+/** With --quick, the nsproxy peers after the first run only these (one of each kind of row). */
+const QUICK_EXTRA_WORKLOADS = ['iperf1', 'pingpong', 'connrate16', 'pgbench'];
+
 /** @param {string[]} argv */
 function parseArgs(argv) {
   const o = {
     quick: false,
     reps: 3,
-    peers: [...PEER_ORDER],
+    /** @type {string[]} */
+    peers: [],
+    /** @type {import('./lib/variants').Variant[]} */
+    variants: [],
+    /** @type {string | null} */
+    baseline: null,
     workloads: [...DEFAULT_WORKLOADS],
     skipPgbench: false,
     iperfSeconds: 3,
@@ -81,6 +103,8 @@ function parseArgs(argv) {
   };
   /** @type {Set<string>} */
   const given = new Set();
+  let peersArg = '';
+  let variantsArg = DEFAULT_VARIANTS;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -107,7 +131,9 @@ function parseArgs(argv) {
     switch (flag) {
       case '--quick': o.quick = true; break;
       case '--reps': o.reps = Math.round(num(1)); break;
-      case '--peers': o.peers = list(PEER_ORDER); break;
+      case '--peers': peersArg = val(); break;
+      case '--variants': variantsArg = val(); break;
+      case '--baseline': o.baseline = path.resolve(val()); break;
       case '--workloads': o.workloads = list(WORKLOAD_ORDER); break;
       case '--skip-pgbench': o.skipPgbench = true; break;
       case '--iperf-seconds': o.iperfSeconds = Math.round(num(1)); break;
@@ -140,6 +166,19 @@ function parseArgs(argv) {
     if (!given.has('--retry-busy')) o.retryBusy = 0;
   }
   if (o.skipPgbench) o.workloads = o.workloads.filter((w) => w !== 'pgbench');
+  o.variants = parseVariants(variantsArg, !given.has('--variants'));
+  if (o.baseline) o.variants.push(baselineVariant(o.baseline));
+  const all = makePeers(o.variants).order;
+  o.peers = all;
+  if (peersArg) {
+    const want = peersArg.split(',').map((x) => x.trim()).filter(Boolean);
+    for (const x of want) {
+      if (x === 'nsproxy-baseline' && !o.baseline) throw new Error('--peers: nsproxy-baseline needs --baseline DIR');
+      if (!all.includes(x)) throw new Error(`--peers: unknown '${x}'; choose from ${all.join(',')} (the nsproxy peers come from --variants)`);
+    }
+    // --baseline asks for its peer whatever --peers says
+    o.peers = all.filter((x) => want.includes(x) || x === 'nsproxy-baseline');
+  }
   if (!o.peers.length || !o.workloads.length) throw new Error('nothing to run: no peers or no workloads selected');
   return o;
 }
@@ -171,7 +210,10 @@ async function cpuBusyPct(ms) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  env.checkTools({ peers: o.peers, workloads: o.workloads });
+  const PEERS = makePeers(o.variants).peers;
+  const nsPeers = o.peers.map((id) => PEERS[id]).filter((p) => p.variant);
+  const builds = new Set(nsPeers.map((p) => /** @type {import('./lib/variants').Variant} */ (p.variant).build));
+  env.checkTools({ peers: o.peers, workloads: o.workloads, builds, baselineDir: o.baseline });
   procs.installExitHandlers();
 
   const startedAt = new Date();
@@ -182,7 +224,11 @@ async function main() {
 
   const tmp = env.makeTempDir();
   const tcpbench = env.compileHelper(tmp);
-  const nsproxyMain = o.peers.includes('nsproxy') ? env.snapshotNsproxy(tmp) : '';
+  /** @type {Record<string, string>} */
+  const nsproxyMains = {};
+  if (builds.has('current')) nsproxyMains.current = env.snapshotNsproxy(tmp);
+  if (builds.has('baseline') && o.baseline) nsproxyMains.baseline = env.snapshotNsproxy(tmp, o.baseline, 'nsproxy-baseline');
+  const baseline = builds.has('baseline') && o.baseline ? env.baselineFacts(o.baseline) : null;
   const ns = env.makeNetns();
   say(`namespace ${ns.name}, temp dir ${tmp}`);
   const workloads = o.workloads.map((id) => WORKLOADS[id]);
@@ -203,17 +249,30 @@ async function main() {
     settleMs: o.quick ? 500 : 2000,
   };
   const echo = world.servers.find((p) => p.name === 'echo server');
-  const peerCtx = { ns, connectionsMax: Math.max(4096, o.idleConns + 64), threads: o.threads, nsproxyMain, nextPort: portAllocator() };
+  const peerCtx = { ns, connectionsMax: Math.max(4096, o.idleConns + 64), threads: o.threads, nsproxyMains, nextPort: portAllocator() };
   const runCtx = { ns, tcpbench, pgBin: world.pgBin, opts, echoPid: echo ? echo.pid : 0, nproc: machine.nproc, peerCtx };
+
+  // Every nsproxy peer is started once before anything is measured: one that cannot start is
+  // left out of the run with a note, rather than failing each of its runs.
+  const leftOut = await preflight(nsPeers, peerCtx, targetPort(need.has('echo') ? 'echo' : workloads[0].target));
+  for (const l of leftOut) say(`${l.label} left out: ${l.tolerated ? 'this build does not know its options' : 'it did not start'}: ${oneLine(l.error)}`);
+  const peers = o.peers.filter((id) => !leftOut.some((l) => l.peer === id));
+  // --quick: the nsproxy peers after the first run a subset of the workloads (the run stays short)
+  const firstNs = peers.find((id) => PEERS[id].variant);
+  const quickExtras = o.quick ? peers.filter((id) => PEERS[id].variant && id !== firstNs) : [];
+  /** @param {import('./lib/workloads').Workload} w */
+  const peersOf = (w) =>
+    peers.filter((id) => (!w.appliesTo || w.appliesTo(PEERS[id])) && !(quickExtras.includes(id) && !QUICK_EXTRA_WORKLOADS.includes(w.id)));
 
   /** @type {import('./lib/report').RunRecord[]} */
   const runs = [];
   for (let rep = 1; rep <= o.reps; rep++) {
     // the peers take turns at going first, so that none always follows the same one
-    const order = o.peers.map((_, i) => o.peers[(i + rep - 1) % o.peers.length]);
+    const order = peers.map((_, i) => peers[(i + rep - 1) % peers.length]);
     for (const w of workloads) {
+      const applies = peersOf(w);
       for (const pid of order) {
-        if (w.peers && !w.peers.includes(pid)) continue;
+        if (!applies.includes(pid)) continue;
         const peer = PEERS[pid];
         const tag = `rep ${rep}/${o.reps} ${w.id} × ${peer.id}`;
         /** @type {import('./lib/report').RunRecord} */
@@ -246,18 +305,21 @@ async function main() {
   const busyAfter = await cpuBusyPct(o.quick ? 300 : 1000);
   say(`done; loadavg ${loadAfter.join(' ')}, CPUs ${busyAfter}% busy`);
 
-  const agg = report.aggregate(workloads, o.peers, runs);
-  const notes = buildNotes(o, runs, workloads, busyBefore, busyAfter, machine);
+  addOverDirect(workloads, runs);
+  const agg = report.aggregate(workloads, peers, runs);
+  const notes = buildNotes(o, runs, workloads, busyBefore, busyAfter, machine, leftOut, quickExtras.map((id) => PEERS[id].label));
   /** @type {Record<string, string>} */
   const peerLabels = {};
-  for (const p of o.peers) peerLabels[p] = PEERS[p].label;
+  for (const p of peers) peerLabels[p] = PEERS[p].label;
+  const ratios = report.ratioColumns(peers.map((id) => PEERS[id]));
   const stamp = startedAt.toISOString().replace(/\.\d+Z$/, 'Z');
   const meta = {
     startedAt: stamp,
     durationSeconds: Math.round((Date.now() - T0) / 1000),
     quick: o.quick,
-    options: { ...o, out: undefined, ...opts, connectionsMax: peerCtx.connectionsMax },
+    options: { ...o, out: undefined, variants: undefined, ...opts, connectionsMax: peerCtx.connectionsMax },
     machine,
+    baseline,
     loadBefore,
     loadAfter,
     cpuBusyPctBefore: busyBefore,
@@ -267,15 +329,18 @@ async function main() {
     namespace: ns.name,
     pgUser: world.pgUser || null,
   };
-  const md = report.markdown({ workloads, peers: o.peers, peerLabels, agg, meta, notes });
+  const nsproxyPeers = peers.filter((id) => PEERS[id].variant).map((id) => describeVariant(/** @type {import('./lib/variants').Variant} */ (PEERS[id].variant), machine.nsproxyCommit, baseline));
+  const md = report.markdown({ workloads, peers, peerLabels, agg, ratios, nsproxyPeers, meta, notes });
   const json = {
     meta,
-    peers: o.peers.map((p) => ({ id: p, label: PEERS[p].label, how: PEERS[p].how })),
-    workloads: workloads.map((w) => ({ id: w.id, title: w.title, metrics: w.metrics, peers: w.peers || null })),
+    peers: peers.map((p) => ({ id: p, label: PEERS[p].label, how: PEERS[p].how, variant: PEERS[p].variant || null })),
+    leftOut,
+    workloads: workloads.map((w) => ({ id: w.id, title: w.title, metrics: w.metrics, peers: peersOf(w) })),
     summary: agg,
-    ratios: Object.fromEntries(
-      workloads.flatMap((w) => w.metrics.map((m) => [m.id, report.ratio(m, agg[m.id])])),
-    ),
+    ratios: ratios.map((c) => ({
+      ...c,
+      byMetric: Object.fromEntries(workloads.flatMap((w) => w.metrics.map((m) => [m.id, report.ratio(m, agg[m.id], c.a, c.b)]))),
+    })),
     runs,
     notes,
     markdown: md,
@@ -286,8 +351,8 @@ async function main() {
   // a --quick run does not replace the latest real numbers
   const latest = o.quick ? 'latest-quick' : 'latest';
   fs.writeFileSync(path.join(o.out, `${latest}.json`), JSON.stringify(json, null, 2) + '\n');
-  const hasRatio = o.peers.includes('nsproxy') && o.peers.includes('socket-proxyd');
-  if (hasRatio) fs.writeFileSync(path.join(o.out, `${latest}.svg`), report.svg({ workloads, agg, meta }));
+  const hasRatio = ratios.length > 0;
+  if (hasRatio) fs.writeFileSync(path.join(o.out, `${latest}.svg`), report.svg({ workloads, agg, ratios, meta }));
   const rel = (/** @type {string} */ f) => {
     const r = path.relative(process.cwd(), path.join(o.out, f));
     return r.startsWith("..") ? path.join(o.out, f) : r;
@@ -295,10 +360,93 @@ async function main() {
   say(`wrote ${rel(path.basename(file))}, ${rel(`${latest}.json`)}${hasRatio ? ', ' + rel(`${latest}.svg`) : ''}`);
   if (!o.jsonOnly) process.stdout.write(md + '\n');
   const failed = runs.filter((r) => !r.ok).length;
-  if (failed) {
-    say(`${failed} of ${runs.length} runs failed (see the notes)`);
+  const brokenPeers = leftOut.filter((l) => !l.tolerated).length;
+  if (failed || brokenPeers) {
+    say(`${failed} of ${runs.length} runs failed${brokenPeers ? `, ${brokenPeers} nsproxy peer${brokenPeers > 1 ? 's' : ''} did not start` : ''} (see the notes)`);
     process.exitCode = 3;
   }
+}
+
+/**
+ * Fill in the metrics that are a peer's value minus direct's in the same repetition (e.g. the
+ * round-trip time a proxy adds): no value where direct did not run.
+ * @param {import('./lib/workloads').Workload[]} workloads
+ * @param {import('./lib/report').RunRecord[]} runs
+ */
+function addOverDirect(workloads, runs) {
+  for (const w of workloads) {
+    for (const m of w.metrics) {
+      const from = m.overDirect;
+      if (!from) continue;
+      for (const r of runs) {
+        if (r.workload !== w.id || r.peer === 'direct' || !r.ok || !r.values) continue;
+        const d = runs.find((x) => x.workload === w.id && x.peer === 'direct' && x.rep === r.rep && x.ok);
+        const a = r.values[from];
+        const b = d && d.values ? d.values[from] : null;
+        r.values[m.id] = typeof a === 'number' && typeof b === 'number' ? a - b : null;
+      }
+    }
+  }
+}
+
+/**
+ * @typedef {object} LeftOut an nsproxy peer that did not start in the pre-flight
+ * @property {string} peer
+ * @property {string} label
+ * @property {string[]} options
+ * @property {string} error
+ * @property {string} output its last output lines
+ * @property {number | null} exitCode
+ * @property {boolean} unknownOption nsproxy rejected an option as unknown (exit 2)
+ * @property {boolean} tolerated a default-table variant this build is too old for: not a failure
+ */
+
+/**
+ * Start and stop each nsproxy peer once (to the given target port).
+ * @param {import('./lib/peers').Peer[]} nsPeers
+ * @param {import('./lib/peers').PeerCtx} peerCtx
+ * @param {number} port
+ * @returns {Promise<LeftOut[]>} the peers that did not start
+ */
+async function preflight(nsPeers, peerCtx, port) {
+  /** @type {LeftOut[]} */
+  const out = [];
+  for (const peer of nsPeers) {
+    const v = /** @type {import('./lib/variants').Variant} */ (peer.variant);
+    try {
+      const ep = await peer.start(peerCtx, port);
+      if (ep.proc) await procs.stop(ep.proc);
+    } catch (err) {
+      const e = /** @type {{message?: string, exitCode?: number | null, output?: string}} */ (err);
+      const unknownOption = isUnknownOption(e);
+      out.push({
+        peer: peer.id,
+        label: peer.label,
+        options: v.options,
+        error: String(e.message || err),
+        output: e.output || '',
+        exitCode: e.exitCode ?? null,
+        unknownOption,
+        tolerated: unknownOption && v.fromDefaultTable,
+      });
+    }
+  }
+  return out;
+}
+
+/** @param {string} s */
+const oneLine = (s) => s.split('\n').map((l) => l.trim()).filter(Boolean).join(' / ');
+
+/**
+ * One line for the report: which build an nsproxy peer runs, with which options.
+ * @param {import('./lib/variants').Variant} v
+ * @param {string | null} commit this tree's
+ * @param {{dir: string, commit: string | null} | null} baseline
+ */
+function describeVariant(v, commit, baseline) {
+  const opts = v.options.length ? `\`${v.options.join(' ')}\`` : 'no extra option';
+  if (v.build === 'baseline') return `${v.label} = ${baseline ? `${baseline.dir} at ${baseline.commit || '(not a git checkout)'}` : v.dir}, ${opts}`;
+  return `${v.label} = this build (${commit || '?'}), ${opts}`;
 }
 
 /**
@@ -356,10 +504,21 @@ function summarize(w, rec) {
  * @param {number} busyBefore % of all CPUs busy just before the run
  * @param {number} busyAfter and just after it
  * @param {any} machine
+ * @param {LeftOut[]} leftOut nsproxy peers that did not start
+ * @param {string[]} quickExtras labels of the nsproxy peers that ran --quick's subset
  */
-function buildNotes(o, runs, workloads, busyBefore, busyAfter, machine) {
+function buildNotes(o, runs, workloads, busyBefore, busyAfter, machine, leftOut, quickExtras) {
   const notes = [];
   if (o.quick) notes.push('--quick: 1 repetition, tiny durations and 200 idle connections; this proves the harness runs, the numbers mean little.');
+  if (quickExtras.length) notes.push(`--quick: ${quickExtras.join(', ')} ran only ${QUICK_EXTRA_WORKLOADS.join(', ')} (a full run gives every nsproxy peer every workload).`);
+  for (const l of leftOut) {
+    const opts = l.options.length ? `\`${l.options.join(' ')}\`` : 'no extra option';
+    if (l.tolerated) {
+      notes.push(`${l.label} was left out: this build of nsproxy does not know its options (${opts}): "${(l.output.split('\n').find((x) => /unknown/i.test(x)) || '').trim()}" (exit 2). The default variant table has it for builds that do.`);
+    } else {
+      notes.push(`${l.label} was left out: FAILED: it did not start (${opts}): ${oneLine(l.error)}`);
+    }
+  }
   if (o.skipPgbench) notes.push('pgbench was skipped (--skip-pgbench).');
   const others = runs.map((r) => r.otherCpuPct || 0);
   const st = report.stat(others);

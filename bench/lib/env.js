@@ -49,7 +49,8 @@ function findPgBin() {
 /**
  * Check everything the selected peers and workloads need; throw one message naming every
  * missing piece and its Debian package.
- * @param {{peers: string[], workloads: string[]}} sel
+ * @param {{peers: string[], workloads: string[], builds: Set<string>, baselineDir: string | null}} sel
+ *   builds: the nsproxy builds the selected peers run ('current', 'baseline')
  */
 function checkTools(sel) {
   if (process.getuid && process.getuid() !== 0) {
@@ -71,9 +72,15 @@ function checkTools(sel) {
   if (sel.workloads.includes('pgbench') && !findPgBin()) {
     missing.push('PostgreSQL server + pgbench in /usr/lib/postgresql/*/bin (apt-get install postgresql-15, or set PG_BIN)');
   }
-  if (sel.peers.includes('nsproxy')) {
+  if (sel.builds.has('current')) {
     if (!fs.existsSync(path.join(REPO, 'dist', 'main.js'))) missing.push('dist/main.js (run npm run build)');
     if (!fs.existsSync(path.join(REPO, 'build', 'Release', 'nsproxy.node'))) missing.push('build/Release/nsproxy.node (run npm install, or npx node-gyp rebuild)');
+  }
+  if (sel.builds.has('baseline') && sel.baselineDir) {
+    const d = sel.baselineDir;
+    const absent = ['dist/main.js', 'build/Release/nsproxy.node', 'package.json', 'node_modules'].filter((f) => !fs.existsSync(path.join(d, f)));
+    if (!fs.existsSync(d)) missing.push(`--baseline: no directory ${d}`);
+    else if (absent.length) missing.push(`--baseline: ${absent.join(', ')} in ${d} (build that checkout: cd ${d} && npm ci)`);
   }
   if (missing.length) throw new Error(`missing: ${missing.join('; ')}`);
 }
@@ -101,19 +108,21 @@ function compileHelper(tmp) {
 }
 
 /**
- * Copy the built nsproxy (dist/, build/Release/nsproxy.node, package.json; node_modules linked)
+ * Copy a built nsproxy (dist/, build/Release/nsproxy.node, package.json; node_modules linked)
  * into the temp dir, so that the whole run measures one build even if the tree is rebuilt
  * meanwhile. Returns the copy's main.js.
  * @param {string} tmp
+ * @param {string} [src] the checkout (default: this one)
+ * @param {string} [name] the copy's directory in tmp
  */
-function snapshotNsproxy(tmp) {
-  const dst = path.join(tmp, 'nsproxy');
+function snapshotNsproxy(tmp, src = REPO, name = 'nsproxy') {
+  const dst = path.join(tmp, name);
   fs.mkdirSync(path.join(dst, 'build', 'Release'), { recursive: true });
   // timestamps kept: dist/main.js uses the bundle only if it is not older than dist/cli.js
-  fs.cpSync(path.join(REPO, 'dist'), path.join(dst, 'dist'), { recursive: true, preserveTimestamps: true });
-  fs.copyFileSync(path.join(REPO, 'build', 'Release', 'nsproxy.node'), path.join(dst, 'build', 'Release', 'nsproxy.node'));
-  fs.copyFileSync(path.join(REPO, 'package.json'), path.join(dst, 'package.json'));
-  fs.symlinkSync(path.join(REPO, 'node_modules'), path.join(dst, 'node_modules'));
+  fs.cpSync(path.join(src, 'dist'), path.join(dst, 'dist'), { recursive: true, preserveTimestamps: true });
+  fs.copyFileSync(path.join(src, 'build', 'Release', 'nsproxy.node'), path.join(dst, 'build', 'Release', 'nsproxy.node'));
+  fs.copyFileSync(path.join(src, 'package.json'), path.join(dst, 'package.json'));
+  fs.symlinkSync(path.join(src, 'node_modules'), path.join(dst, 'node_modules'));
   const main = path.join(dst, 'dist', 'main.js');
   if (!fs.existsSync(main)) throw new Error('dist/main.js vanished while copying it (is a build running?); run npm run build and try again');
   return main;
@@ -228,6 +237,43 @@ async function stopServers(w) {
   w.servers = [];
 }
 
+/**
+ * The short commit of a checkout, with +dirty when src/ or native/ has uncommitted changes.
+ * @param {string} dir
+ * @returns {string | null} null: not a git checkout
+ */
+function gitCommit(dir) {
+  try {
+    let commit = execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--untracked-files=no', '--', 'src', 'native'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    if (dirty) commit += '+dirty';
+    return commit;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * When a build output was made (its mtime).
+ * @param {string} dir
+ * @param {string} f
+ */
+function buildTime(dir, f) {
+  try {
+    return fs.statSync(path.join(dir, f)).mtime.toISOString();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What the baseline is, for the JSON and the report.
+ * @param {string} dir
+ */
+function baselineFacts(dir) {
+  return { dir, commit: gitCommit(dir), built: { dist: buildTime(dir, 'dist/main.js'), addon: buildTime(dir, 'build/Release/nsproxy.node') } };
+}
+
 /** Versions and machine facts for the JSON. */
 function machineFacts() {
   /** @param {string} cmd @param {string[]} args @param {RegExp} [re] */
@@ -246,23 +292,10 @@ function machineFacts() {
   } catch {
     /* none */
   }
-  let commit = null;
-  try {
-    commit = execFileSync('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no', '--', 'src', 'native'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    if (dirty) commit += '+dirty';
-  } catch {
-    /* not a git checkout */
-  }
+  const commit = gitCommit(REPO);
   const pgBin = findPgBin();
   /** @param {string} f */
-  const mtime = (f) => {
-    try {
-      return fs.statSync(path.join(REPO, f)).mtime.toISOString();
-    } catch {
-      return null;
-    }
-  };
+  const mtime = (f) => buildTime(REPO, f);
   return {
     hostname: os.hostname(),
     kernel: os.release(),
@@ -282,4 +315,4 @@ function machineFacts() {
   };
 }
 
-module.exports = { REPO, PORTS, which, findPgBin, checkTools, makeTempDir, compileHelper, snapshotNsproxy, makeNetns, startServers, stopServers, machineFacts };
+module.exports = { REPO, PORTS, which, findPgBin, checkTools, makeTempDir, compileHelper, snapshotNsproxy, makeNetns, startServers, stopServers, machineFacts, baselineFacts };

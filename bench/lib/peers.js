@@ -1,7 +1,9 @@
 // @ts-check
 // peers.js — the paths a workload's traffic takes: direct (client inside the namespace), and
-// four proxies from a host port into the namespace. Each proxy instance is started fresh for
-// one workload run and stopped after it, so its CPU, fds and memory belong to that run alone.
+// proxies from a host port into the namespace: nsproxy in one or more variants (a build and
+// extra options: see variants.js), socket-proxyd, socat, a Node proxy. Each proxy instance is
+// started fresh for one workload run and stopped after it, so its CPU, fds and memory belong to
+// that run alone.
 'use strict';
 const net = require('node:net');
 const fs = require('node:fs');
@@ -27,7 +29,7 @@ const SOCKET_PROXYD = '/lib/systemd/systemd-socket-proxyd';
  * @property {{name: string, path: string}} ns
  * @property {number} connectionsMax
  * @property {number} threads nsproxy --threads
- * @property {string} nsproxyMain the (copied) dist/main.js
+ * @property {Record<string, string>} nsproxyMains build ('current', 'baseline') -> its copied dist/main.js
  * @property {() => number} nextPort a free host port
  */
 
@@ -43,6 +45,7 @@ const SOCKET_PROXYD = '/lib/systemd/systemd-socket-proxyd';
  * @property {string} id
  * @property {string} label
  * @property {string} how one line for the report
+ * @property {import('./variants').Variant} [variant] nsproxy peers only: which build, which options
  * @property {(ctx: PeerCtx, targetPort: number) => Promise<Endpoint>} start
  * @property {(ctx: PeerCtx, targetPort: number) => Activation} [activation] socket-activated peers only
  */
@@ -64,6 +67,20 @@ async function listenActivated(act, hostPort) {
   return proc;
 }
 
+/** A proxy that exited before it was ready: its exit code and last output lines. */
+class StartError extends Error {
+  /**
+   * @param {string} message
+   * @param {number | null} exitCode
+   * @param {string} output
+   */
+  constructor(message, exitCode, output) {
+    super(message);
+    this.exitCode = exitCode;
+    this.output = output;
+  }
+}
+
 /**
  * Start a socket-activated peer on 127.0.0.1:hostPort, make the first connection
  * (socket-activate execs the command only then), wait until the proxy runs, close that
@@ -81,7 +98,10 @@ async function activated(act, hostPort) {
     await Promise.race([
       ready(proc),
       proc.exited.then((e) => {
-        throw new Error(`${name} exited during start-up (${JSON.stringify(e)}):\n${proc.err.tail()}\n${proc.out.tail()}`);
+        // systemd-socket-activate's own lines (Listening on…, Execing…) say nothing about the failure
+        const own = (/** @type {string} */ t) => t.split('\n').filter((l) => !/^(Listening on |Communication attempt on fd |Execing )/.test(l)).join('\n');
+        const output = `${own(proc.err.tail())}\n${proc.out.tail()}`.trim();
+        throw new StartError(`${name} exited during start-up (${e.signal ? `killed by ${e.signal}` : `exit code ${e.code}`}):\n${output}`, e.code, output);
       }),
     ]);
     // Abort it (RST): a half-close would leave some servers (iperf3) holding the forwarded
@@ -129,31 +149,44 @@ async function activatedEndpoint(peer, ctx, targetPort) {
   return { host: '127.0.0.1', port: hostPort, inNetns: false, pid: proc.pid, proc };
 }
 
-/** @type {Record<string, Peer>} */
-const PEERS = {
+/**
+ * An nsproxy peer: a build (the tree's own, or --baseline's) run with the variant's options.
+ * @param {import('./variants').Variant} v
+ * @returns {Peer}
+ */
+function nsproxyPeer(v) {
+  const extra = v.options.length ? ` ${v.options.join(' ')}` : '';
+  const build = v.build === 'baseline' ? `${v.dir}/dist/main.js` : 'dist/main.js';
+  return {
+    id: v.peerId,
+    label: v.label,
+    how: `systemd-socket-activate -l HOST:PORT ${build} --netns NS --to 127.0.0.1:PORT${extra} (run as a program: its #! line's node flags apply)`,
+    variant: v,
+    activation(ctx, targetPort) {
+      const args = [ctx.nsproxyMains[v.build], '--netns', ctx.ns.name, '--to', `127.0.0.1:${targetPort}`, '--connections-max', String(ctx.connectionsMax)];
+      // the variant's own --threads wins over the harness's
+      if (ctx.threads !== 1 && !v.options.some((o) => o === '--threads' || o.startsWith('--threads='))) args.push('--threads', String(ctx.threads));
+      args.push(...v.options);
+      return {
+        name: v.label,
+        argv: args,
+        ready: (p) => p.out.waitFor((l) => l.includes('"msg":"ready"'), 15000, `${v.label}'s "ready" log line`).then(() => undefined),
+      };
+    },
+    async start(ctx, targetPort) {
+      return activatedEndpoint(this, ctx, targetPort);
+    },
+  };
+}
+
+/** The peers that are not nsproxy. @type {Record<string, Peer>} */
+const OTHER_PEERS = {
   direct: {
     id: 'direct',
     label: 'direct',
     how: 'client inside the namespace, no proxy (the physical limit)',
     async start(_ctx, targetPort) {
       return { host: '127.0.0.1', port: targetPort, inNetns: true, pid: null, proc: null };
-    },
-  },
-  nsproxy: {
-    id: 'nsproxy',
-    label: 'nsproxy',
-    how: 'systemd-socket-activate -l HOST:PORT dist/main.js --netns NS --to 127.0.0.1:PORT (run as a program: its #! line\'s node flags apply)',
-    activation(ctx, targetPort) {
-      const args = [ctx.nsproxyMain, '--netns', ctx.ns.name, '--to', `127.0.0.1:${targetPort}`, '--connections-max', String(ctx.connectionsMax)];
-      if (ctx.threads !== 1) args.push('--threads', String(ctx.threads));
-      return {
-        name: 'nsproxy',
-        argv: args,
-        ready: (p) => p.out.waitFor((l) => l.includes('"msg":"ready"'), 15000, 'nsproxy\'s "ready" log line').then(() => undefined),
-      };
-    },
-    async start(ctx, targetPort) {
-      return activatedEndpoint(this, ctx, targetPort);
     },
   },
   'socket-proxyd': {
@@ -216,7 +249,22 @@ const PEERS = {
   },
 };
 
-const PEER_ORDER = ['direct', 'nsproxy', 'socket-proxyd', 'socat', 'node'];
+/**
+ * Every peer of a run, in the report's order: direct, the nsproxy variants (the baseline last
+ * of them), socket-proxyd, socat, the Node proxy.
+ * @param {import('./variants').Variant[]} variants
+ * @returns {{peers: Record<string, Peer>, order: string[]}}
+ */
+function makePeers(variants) {
+  /** @type {Record<string, Peer>} */
+  const peers = { direct: OTHER_PEERS.direct };
+  for (const v of variants) peers[v.peerId] = nsproxyPeer(v);
+  for (const id of ['socket-proxyd', 'socat', 'node']) peers[id] = OTHER_PEERS[id];
+  return { peers, order: Object.keys(peers) };
+}
+
+/** Is this peer started by systemd-socket-activate (so it has a cold start)? @param {Peer} p */
+const isActivated = (p) => typeof p.activation === 'function';
 
 /**
  * Free host ports below the ephemeral range (so that client source ports never collide).
@@ -247,4 +295,4 @@ function portInUse(p) {
   }
 }
 
-module.exports = { PEERS, PEER_ORDER, portAllocator, listenActivated };
+module.exports = { makePeers, isActivated, portAllocator, listenActivated, StartError };

@@ -114,6 +114,40 @@ function treeCpuSeconds(root) {
 }
 
 /**
+ * @typedef {object} MachineCpu seconds since boot, all CPUs summed
+ * @property {number} busy user + nice + system + irq + softirq + steal: everything but idle and iowait
+ * @property {number} user user + nice (guest time is already in them)
+ * @property {number} system
+ * @property {number} irq
+ * @property {number} softirq
+ * @property {number} steal
+ */
+
+/**
+ * The whole machine's CPU time from /proc/stat's "cpu" line. Sampled before and after a
+ * workload, the difference includes what a process's own utime/stime hides: softirq work done
+ * on behalf of others and kernel workers (where a sockmap redirect runs).
+ * @returns {MachineCpu}
+ */
+function machineCpu() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq = 0, softirq = 0, steal = 0] = f;
+  const t = (/** @type {number} */ x) => x / CLK_TCK;
+  return { busy: t(user + nice + system + irq + softirq + steal), user: t(user + nice), system: t(system), irq: t(irq), softirq: t(softirq), steal: t(steal) };
+}
+
+/**
+ * after − before, field by field.
+ * @param {MachineCpu} a
+ * @param {MachineCpu} b
+ * @returns {MachineCpu}
+ */
+function machineCpuDelta(a, b) {
+  const r = (/** @type {number} */ x) => Math.round(x * 100) / 100;
+  return { busy: r(b.busy - a.busy), user: r(b.user - a.user), system: r(b.system - a.system), irq: r(b.irq - a.irq), softirq: r(b.softirq - a.softirq), steal: r(b.steal - a.steal) };
+}
+
+/**
  * Open fds, RSS and PSS (KiB) of a tree, and how many processes it has.
  * @param {number} root
  */
@@ -445,6 +479,8 @@ module.exports = {
   cleanupAll,
   processTree,
   treeCpuSeconds,
+  machineCpu,
+  machineCpuDelta,
   treeFootprint,
   treeThreads,
   killTreeSync,

@@ -77,15 +77,45 @@ function cell(s) {
 }
 
 /**
- * nsproxy ÷ socket-proxyd on medians, and whether that is better for nsproxy.
+ * @typedef {object} RatioColumn a ratio of medians the report shows, per metric
+ * @property {string} a numerator peer (an nsproxy variant)
+ * @property {string} b denominator peer (socket-proxyd, or the baseline)
+ * @property {string} title the column's heading
+ * @property {string} short the variant's name, for the chart
+ */
+
+/**
+ * The ratio columns: every nsproxy variant (the baseline included) ÷ socket-proxyd, and, when
+ * a baseline ran, the first variant ÷ the baseline (after ÷ before).
+ * @param {Array<{id: string, label: string, variant?: {name: string}}>} peers in the report's order
+ * @returns {RatioColumn[]}
+ */
+function ratioColumns(peers) {
+  const ns = peers.filter((p) => p.variant);
+  /** @type {RatioColumn[]} */
+  const cols = [];
+  if (peers.some((p) => p.id === 'socket-proxyd')) {
+    for (const p of ns) cols.push({ a: p.id, b: 'socket-proxyd', title: `${p.label} ÷ socket-proxyd`, short: /** @type {{name: string}} */ (p.variant).name });
+  }
+  const base = ns.find((p) => p.id === 'nsproxy-baseline');
+  const first = ns.find((p) => p !== base);
+  if (base && first) cols.push({ a: first.id, b: base.id, title: `${first.label} ÷ ${base.label}`, short: `${/** @type {{name: string}} */ (first.variant).name} ÷ baseline` });
+  return cols;
+}
+
+/**
+ * a ÷ b on medians (by default nsproxy ÷ socket-proxyd), and whether that is better for a.
  * @param {import('./workloads').Metric} m
  * @param {Record<string, Stat | null>} byPeer
+ * @param {string} [aId]
+ * @param {string} [bId]
  */
-function ratio(m, byPeer) {
+function ratio(m, byPeer, aId = 'nsproxy', bId = 'socket-proxyd') {
   if (m.noRatio) return null;
-  const a = byPeer.nsproxy;
-  const b = byPeer['socket-proxyd'];
-  if (!a || !b || b.median === 0) return null;
+  const a = byPeer[aId];
+  const b = byPeer[bId];
+  // a difference (added over direct) can be negative: no ratio then
+  if (!a || !b || b.median <= 0 || a.median < 0) return null;
   const r = a.median / b.median;
   const better = m.better === 'higher' ? r > 1 : r < 1;
   return { ratio: r, better, same: Math.abs(r - 1) < 0.03 };
@@ -97,12 +127,13 @@ function ratio(m, byPeer) {
  * @param {string[]} p.peers
  * @param {Record<string, string>} p.peerLabels
  * @param {Record<string, Record<string, Stat | null>>} p.agg
+ * @param {RatioColumn[]} p.ratios
+ * @param {string[]} [p.nsproxyPeers] one line per nsproxy peer: which build, which options
  * @param {any} p.meta
  * @param {string[]} p.notes
  */
-function markdown({ workloads, peers, peerLabels, agg, meta, notes }) {
+function markdown({ workloads, peers, peerLabels, agg, ratios, nsproxyPeers = [], meta, notes }) {
   const lines = [];
-  const withRatio = peers.includes('nsproxy') && peers.includes('socket-proxyd');
   lines.push(`### nsproxy benchmark, ${meta.startedAt}${meta.quick ? ' (--quick: smoke run, numbers are not meaningful)' : ''}`);
   lines.push('');
   lines.push(
@@ -111,24 +142,32 @@ function markdown({ workloads, peers, peerLabels, agg, meta, notes }) {
       `to ${meta.otherCpuPctMax}% (max) during it (loadavg ${meta.loadBefore.join(' ')} → ${meta.loadAfter.join(' ')}); ` +
       `${meta.options.reps} repetition${meta.options.reps > 1 ? 's' : ''}: median (min–max).`,
   );
+  if (nsproxyPeers.length) {
+    lines.push('');
+    lines.push(`nsproxy peers: ${nsproxyPeers.join('; ')}.`);
+  }
   lines.push('');
-  const head = ['metric', ...peers.map((p) => peerLabels[p] || p)];
-  if (withRatio) head.push('nsproxy ÷ socket-proxyd');
+  const head = ['metric', ...peers.map((p) => peerLabels[p] || p), ...ratios.map((c) => c.title)];
   lines.push(`| ${head.join(' | ')} |`);
   lines.push(`|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
   for (const w of workloads) {
     for (const m of w.metrics) {
       const row = [`${m.label} (${m.unit}, ${m.better === 'higher' ? '↑' : '↓'})`];
       for (const p of peers) row.push(p === 'direct' && m.proxyOnly ? '' : cell(agg[m.id][p]));
-      if (withRatio) {
-        const r = ratio(m, agg[m.id]);
+      for (const c of ratios) {
+        const r = ratio(m, agg[m.id], c.a, c.b);
         row.push(r ? `${r.ratio.toFixed(2)}${r.same ? '' : r.better ? ' better' : ' worse'}` : '—');
       }
       lines.push(`| ${row.join(' | ')} |`);
     }
   }
   lines.push('');
-  lines.push('↑ higher is better, ↓ lower is better. Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc/PID/stat), memory is its PSS (/proc/PID/smaps_rollup).');
+  lines.push(
+    '↑ higher is better, ↓ lower is better. Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc/PID/stat), memory is its PSS (/proc/PID/smaps_rollup). ' +
+      'Whole-machine CPU is every CPU\'s busy time in /proc/stat (user, nice, system, irq, softirq, steal) during the client\'s run: client, server, proxy and kernel work (softirq, kernel workers) together, so it counts what per-process CPU cannot see; direct\'s value is the floor. ' +
+      '"Added over direct" is a peer\'s value minus direct\'s in the same repetition. ' +
+      'A ratio "better"/"worse" is for the variant on the left; within 3 % it is left plain.',
+  );
   if (notes.length) {
     lines.push('');
     lines.push('Notes:');
@@ -141,65 +180,90 @@ function markdown({ workloads, peers, peerLabels, agg, meta, notes }) {
 const esc = (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /**
- * Horizontal bars of nsproxy ÷ socket-proxyd per metric on a log scale, a line at 1.0;
- * green where nsproxy is better, red where worse.
+ * Horizontal bars of each ratio column per metric on a log scale, a line at 1.0; green where
+ * the variant is better, red where worse. The columns ÷ socket-proxyd (one bar per nsproxy
+ * variant, named beside it), or, in a run without socket-proxyd, the ÷ baseline column.
  * @param {object} p
  * @param {import('./workloads').Workload[]} p.workloads
  * @param {Record<string, Record<string, Stat | null>>} p.agg
+ * @param {RatioColumn[]} p.ratios
  * @param {any} p.meta
  */
-function svg({ workloads, agg, meta }) {
-  /** @type {Array<{label: string, r: number, better: boolean, same: boolean}>} */
-  const rows = [];
+function svg({ workloads, agg, ratios, meta }) {
+  const vsProxyd = ratios.filter((c) => c.b === 'socket-proxyd');
+  const cols = vsProxyd.length ? vsProxyd : ratios;
+  const named = cols.length > 1; // one bar per variant: say which
+  /** @type {Array<{label: string, bars: Array<{name: string, r: number, better: boolean, same: boolean} | {name: string, r: null}>}>} */
+  const groups = [];
   for (const w of workloads) {
     for (const m of w.metrics) {
       if (m.chart === false) continue;
-      const r = ratio(m, agg[m.id]);
-      if (r) rows.push({ label: `${m.label} (${m.unit}, ${m.better === 'higher' ? '↑' : '↓'})`, r: r.ratio, better: r.better, same: r.same });
+      const bars = cols.map((c) => {
+        const r = ratio(m, agg[m.id], c.a, c.b);
+        return r ? { name: c.short, r: r.ratio, better: r.better, same: r.same } : { name: c.short, r: null };
+      });
+      if (bars.some((b) => b.r !== null)) groups.push({ label: `${m.label} (${m.unit}, ${m.better === 'higher' ? '↑' : '↓'})`, bars });
     }
   }
-  const W = 880;
-  const left = 330;
+  // room for the longest metric label (about 6.6 px a character at 12 px), and the variants' names
+  const labelW = Math.max(330, Math.ceil(Math.max(0, ...groups.map((g) => g.label.length)) * 6.6) + 16);
+  const W = labelW + 550 + (named ? 110 : 0);
+  const left = labelW + (named ? 110 : 0);
   const right = 40;
   const top = 64;
-  const rowH = 26;
-  const H = top + rows.length * rowH + 56;
+  const barH = named ? 18 : 26;
+  const gap = named ? 8 : 0;
+  const groupH = cols.length * barH + gap;
+  const plotH = groups.length * groupH;
+  const H = top + plotH + 56;
   const LIM = 3; // log2: from 1/8 to 8
   const plotW = W - left - right;
   const x = (/** @type {number} */ r) => left + ((Math.max(-LIM, Math.min(LIM, Math.log2(r))) + LIM) / (2 * LIM)) * plotW;
+  const what = cols.length === 1 ? cols[0].title.replace('socket-proxyd', 'systemd-socket-proxyd') : `nsproxy (${cols.map((c) => c.short).join(', ')}) ÷ ${cols[0].b === 'socket-proxyd' ? 'systemd-socket-proxyd' : cols[0].b}`;
   const out = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
-  out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">nsproxy ÷ systemd-socket-proxyd, per metric (median of ${meta.options.reps})</text>`);
+  out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(`${what}, per metric (median of ${meta.options.reps})`)}</text>`);
   out.push(
     `<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${esc(`${meta.startedAt}, ${meta.machine.nproc} CPUs, Linux ${meta.machine.kernel}${meta.quick ? ', --quick smoke run' : ''}; green: nsproxy better, red: worse; log scale`)}</text>`,
   );
   for (const g of [1 / 8, 1 / 4, 1 / 2, 2, 4, 8]) {
     const gx = x(g).toFixed(1);
-    out.push(`<line x1="${gx}" y1="${top - 6}" x2="${gx}" y2="${top + rows.length * rowH}" stroke="#e3e3e3"/>`);
-    out.push(`<text x="${gx}" y="${top + rows.length * rowH + 16}" text-anchor="middle" fill="#777">${g < 1 ? `1/${1 / g}` : g}</text>`);
+    out.push(`<line x1="${gx}" y1="${top - 6}" x2="${gx}" y2="${top + plotH}" stroke="#e3e3e3"/>`);
+    out.push(`<text x="${gx}" y="${top + plotH + 16}" text-anchor="middle" fill="#777">${g < 1 ? `1/${1 / g}` : g}</text>`);
   }
-  rows.forEach((row, i) => {
-    const y = top + i * rowH;
-    const x1 = x(1);
-    const x2 = x(row.r);
-    const color = row.same ? '#999' : row.better ? '#2e9d48' : '#c8412f';
-    out.push(`<text x="${left - 8}" y="${y + rowH / 2 + 4}" text-anchor="end">${esc(row.label)}</text>`);
-    out.push(`<rect x="${Math.min(x1, x2).toFixed(1)}" y="${y + 5}" width="${Math.max(1, Math.abs(x2 - x1)).toFixed(1)}" height="${rowH - 10}" fill="${color}"/>`);
-    // the value outside the bar's end, or inside it (white) when the bar is long
-    const inside = Math.abs(x2 - x1) > 70;
-    const toRight = (row.r >= 1) !== inside;
-    const tx = inside ? (row.r >= 1 ? x2 - 5 : x2 + 5) : row.r >= 1 ? x2 + 4 : x2 - 4;
-    out.push(
-      `<text x="${tx.toFixed(1)}" y="${y + rowH / 2 + 4}" text-anchor="${toRight ? 'start' : 'end'}" fill="${inside ? '#fff' : '#222'}">${row.r.toFixed(2)}×${Math.abs(Math.log2(row.r)) > LIM ? ' (clipped)' : ''}</text>`,
-    );
+  groups.forEach((group, gi) => {
+    const gy = top + gi * groupH;
+    if (named && gi > 0) out.push(`<line x1="8" y1="${gy - gap / 2}" x2="${W - 8}" y2="${gy - gap / 2}" stroke="#f0f0f0"/>`);
+    const labelX = left - 8 - (named ? 110 : 0);
+    out.push(`<text x="${labelX}" y="${(gy + (cols.length * barH) / 2 + 4).toFixed(1)}" text-anchor="end">${esc(group.label)}</text>`);
+    group.bars.forEach((bar, bi) => {
+      const y = gy + bi * barH;
+      if (named) out.push(`<text x="${left - 8}" y="${y + barH / 2 + 4}" text-anchor="end" fill="#444" font-size="11">${esc(bar.name)}</text>`);
+      const x1 = x(1);
+      if (bar.r === null) {
+        out.push(`<text x="${x1 + 4}" y="${y + barH / 2 + 4}" fill="#999" font-size="11">no value</text>`);
+        return;
+      }
+      const b = /** @type {{r: number, better: boolean, same: boolean}} */ (bar);
+      const x2 = x(b.r);
+      const color = b.same ? '#999' : b.better ? '#2e9d48' : '#c8412f';
+      out.push(`<rect x="${Math.min(x1, x2).toFixed(1)}" y="${y + (named ? 3 : 5)}" width="${Math.max(1, Math.abs(x2 - x1)).toFixed(1)}" height="${barH - (named ? 6 : 10)}" fill="${color}"/>`);
+      // the value outside the bar's end, or inside it (white) when the bar is long
+      const inside = Math.abs(x2 - x1) > 70;
+      const toRight = (b.r >= 1) !== inside;
+      const tx = inside ? (b.r >= 1 ? x2 - 5 : x2 + 5) : b.r >= 1 ? x2 + 4 : x2 - 4;
+      out.push(
+        `<text x="${tx.toFixed(1)}" y="${y + barH / 2 + 4}" text-anchor="${toRight ? 'start' : 'end'}" fill="${inside ? '#fff' : '#222'}">${b.r.toFixed(2)}×${Math.abs(Math.log2(b.r)) > LIM ? ' (clipped)' : ''}</text>`,
+      );
+    });
   });
   const x1 = x(1).toFixed(1);
-  out.push(`<line x1="${x1}" y1="${top - 10}" x2="${x1}" y2="${top + rows.length * rowH + 4}" stroke="#000" stroke-width="1.5"/>`);
-  out.push(`<text x="${x1}" y="${top + rows.length * rowH + 16}" text-anchor="middle" font-weight="bold">1.0</text>`);
-  out.push(`<text x="${W / 2}" y="${H - 12}" text-anchor="middle" fill="#555">ratio of medians, nsproxy value ÷ socket-proxyd value (bars clipped at 1/8 and 8)</text>`);
+  out.push(`<line x1="${x1}" y1="${top - 10}" x2="${x1}" y2="${top + plotH + 4}" stroke="#000" stroke-width="1.5"/>`);
+  out.push(`<text x="${x1}" y="${top + plotH + 16}" text-anchor="middle" font-weight="bold">1.0</text>`);
+  out.push(`<text x="${W / 2}" y="${H - 12}" text-anchor="middle" fill="#555">${esc(`ratio of medians, ${named ? 'each variant\'s' : 'the nsproxy'} value ÷ ${cols[0].b === 'socket-proxyd' ? 'socket-proxyd\'s' : 'the baseline\'s'} (bars clipped at 1/8 and 8)`)}</text>`);
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
 
-module.exports = { stat, aggregate, fmt, markdown, svg, ratio };
+module.exports = { stat, aggregate, fmt, markdown, svg, ratio, ratioColumns };

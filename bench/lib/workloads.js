@@ -1,10 +1,11 @@
 // @ts-check
 // workloads.js — what a client does against an endpoint, and what is measured: the client's
-// numbers (throughput, latency, rates) and the proxy tree's CPU seconds, fds and memory from /proc.
+// numbers (throughput, latency, rates), the proxy tree's CPU seconds, fds and memory from /proc,
+// and the whole machine's busy CPU seconds (/proc/stat) per GB, round trip, connection, transaction.
 'use strict';
 const procs = require('./procs');
 const { PORTS } = require('./env');
-const { listenActivated } = require('./peers');
+const { listenActivated, isActivated } = require('./peers');
 
 /**
  * @typedef {object} Metric
@@ -15,6 +16,8 @@ const { listenActivated } = require('./peers');
  * @property {boolean} [proxyOnly] measured on the proxy process: no value for "direct"
  * @property {boolean} [chart] false: not in the ratio chart (informational)
  * @property {boolean} [noRatio] no nsproxy ÷ socket-proxyd (a difference, or the same floor for both)
+ * @property {string} [overDirect] not measured: the peer's value of that metric minus direct's in
+ *   the same repetition (what the path adds), filled in by the harness once every peer has run
  */
 
 /**
@@ -46,7 +49,7 @@ const { listenActivated } = require('./peers');
  * @property {string} title
  * @property {'iperf'|'echo'|'pg'} target
  * @property {Metric[]} metrics
- * @property {string[]} [peers] the peers it applies to (default: all)
+ * @property {(peer: import('./peers').Peer) => boolean} [appliesTo] the peers it applies to (default: all)
  * @property {boolean} [startsPeer] run() starts the peer itself (ep is null; the peer is given)
  * @property {(ctx: RunCtx, ep: import('./peers').Endpoint, peer: import('./peers').Peer) => Promise<{values: Record<string, number|null>, extra?: Record<string, unknown>}>} run
  */
@@ -65,6 +68,9 @@ function client(ctx, ep, cmd, args) {
 
 /** @param {import('./peers').Endpoint} ep */
 const cpu = (ep) => (ep.pid ? procs.treeCpuSeconds(ep.pid) : 0);
+
+/** The whole machine's CPU times (every peer, direct included). */
+const mcpu = () => procs.machineCpu();
 
 /**
  * @param {{stdout: string, stderr: string, code: number|null, signal: string|null, timedOut: boolean}} res
@@ -94,6 +100,7 @@ function iperfWorkload(streams, reverse = false) {
     metrics: [
       { id: `${p}_gbps`, label: name, unit: 'Gbit/s', better: 'higher' },
       { id: `${p}_cpu_s_per_gb`, label: `${short}: proxy CPU`, unit: 's/GB', better: 'lower', proxyOnly: true },
+      { id: `${p}_mcpu_s_per_gb`, label: `${short}: whole-machine CPU`, unit: 's/GB', better: 'lower' },
       { id: `${p}_cpu_pct`, label: `${short}: proxy CPU`, unit: '% of a core', better: 'lower', proxyOnly: true, chart: false },
     ],
     async run(ctx, ep) {
@@ -103,11 +110,14 @@ function iperfWorkload(streams, reverse = false) {
       let lastErr = null;
       for (let attempt = 0; attempt < 2; attempt++) {
         const c0 = cpu(ep);
+        const m0 = mcpu();
         const t0 = process.hrtime.bigint();
         const [cmd, argv] = client(ctx, ep, 'iperf3', args);
         const res = await procs.run(cmd, argv, { timeoutMs: (t + 30) * 1000 });
         const wall = Number(process.hrtime.bigint() - t0) / 1e9;
         const c1 = cpu(ep);
+        const m1 = mcpu();
+        const d = procs.machineCpuDelta(m0, m1);
         let j;
         try {
           j = JSON.parse(res.stdout);
@@ -126,9 +136,10 @@ function iperfWorkload(streams, reverse = false) {
           values: {
             [`${p}_gbps`]: j.end.sum_received.bits_per_second / 1e9,
             [`${p}_cpu_s_per_gb`]: ep.pid ? cpuS / (bytes / 1e9) : null,
+            [`${p}_mcpu_s_per_gb`]: d.busy / (bytes / 1e9),
             [`${p}_cpu_pct`]: ep.pid ? (cpuS / Math.max(wall, secs)) * 100 : null,
           },
-          extra: { bytes, seconds: secs, proxyCpuSeconds: ep.pid ? cpuS : null, retransmits: j.end.sum_sent ? j.end.sum_sent.retransmits : null, attempt },
+          extra: { bytes, seconds: secs, proxyCpuSeconds: ep.pid ? cpuS : null, machineCpu: d, wallSeconds: wall, retransmits: j.end.sum_sent ? j.end.sum_sent.retransmits : null, attempt },
         };
       }
       throw lastErr;
@@ -163,8 +174,10 @@ function pingpongWorkload(oneCpu) {
     target: 'echo',
     metrics: [
       { id: `${p}_mean_us`, label: `${name} mean`, unit: 'µs', better: 'lower' },
+      { id: `${p}_added_mean_us`, label: `${name} mean: added over direct`, unit: 'µs', better: 'lower', proxyOnly: true, overDirect: `${p}_mean_us` },
       { id: `${p}_p50_us`, label: `${name} p50`, unit: 'µs', better: 'lower' },
       { id: `${p}_p99_us`, label: `${name} p99`, unit: 'µs', better: 'lower' },
+      { id: `${p}_mcpu_us`, label: `${name}: whole-machine CPU per round trip`, unit: 'µs', better: 'lower' },
     ],
     async run(ctx, ep) {
       const { pingpongCount: n, pingpongWarmup: w } = ctx.opts;
@@ -177,10 +190,16 @@ function pingpongWorkload(oneCpu) {
         cmd = 'taskset';
       }
       try {
-        const j = lastJson(await procs.run(cmd, argv, { timeoutMs: 120000 }), 'tcpbench pingpong');
+        const m0 = mcpu();
+        const res = await procs.run(cmd, argv, { timeoutMs: 120000 });
+        const m1 = mcpu();
+        const d = procs.machineCpuDelta(m0, m1);
+        const j = lastJson(res, 'tcpbench pingpong');
+        // the warm-up round trips ran too: machine CPU is per round trip made
+        const trips = n + w;
         return {
-          values: { [`${p}_mean_us`]: j.mean_us, [`${p}_p50_us`]: j.p50_us, [`${p}_p99_us`]: j.p99_us },
-          extra: { min_us: j.min_us, max_us: j.max_us, count: j.count },
+          values: { [`${p}_mean_us`]: j.mean_us, [`${p}_p50_us`]: j.p50_us, [`${p}_p99_us`]: j.p99_us, [`${p}_mcpu_us`]: (d.busy * 1e6) / trips },
+          extra: { min_us: j.min_us, max_us: j.max_us, count: j.count, machineCpu: d },
         };
       } finally {
         if (oneCpu) await pinTree(ctx.echoPid, all);
@@ -202,17 +221,21 @@ function connrateWorkload(conc) {
     metrics: [
       { id: `${p}_rate`, label: `connections/s, ${conc} client${conc > 1 ? 's' : ''}`, unit: 'conn/s', better: 'higher' },
       { id: `${p}_cpu_us`, label: `proxy CPU per connection, ${conc} client${conc > 1 ? 's' : ''}`, unit: 'µs', better: 'lower', proxyOnly: true },
+      { id: `${p}_mcpu_us`, label: `whole-machine CPU per connection, ${conc} client${conc > 1 ? 's' : ''}`, unit: 'µs', better: 'lower' },
     ],
     async run(ctx, ep) {
       const c0 = cpu(ep);
+      const m0 = mcpu();
       const [cmd, argv] = client(ctx, ep, ctx.tcpbench, ['connrate', ep.host, String(ep.port), String(conc), String(ctx.opts.connSeconds)]);
       const j = lastJson(await procs.run(cmd, argv, { timeoutMs: (ctx.opts.connSeconds + 60) * 1000 }), 'tcpbench connrate');
       await procs.sleep(300); // let the proxy finish the last closes (socat: reap its children)
       const c1 = cpu(ep);
+      const m1 = mcpu();
+      const d = procs.machineCpuDelta(m0, m1);
       if (!j.conns) throw new Error(`no connection completed (${j.errors} errors, first: ${j.first_error})`);
       return {
-        values: { [`${p}_rate`]: j.rate, [`${p}_cpu_us`]: ep.pid ? ((c1 - c0) * 1e6) / j.conns : null },
-        extra: { conns: j.conns, errors: j.errors, firstError: j.first_error || null },
+        values: { [`${p}_rate`]: j.rate, [`${p}_cpu_us`]: ep.pid ? ((c1 - c0) * 1e6) / j.conns : null, [`${p}_mcpu_us`]: (d.busy * 1e6) / j.conns },
+        extra: { conns: j.conns, errors: j.errors, firstError: j.first_error || null, machineCpu: d },
       };
     },
   };
@@ -226,22 +249,26 @@ const pgbench = {
   metrics: [
     { id: 'pg_tps', label: 'pgbench -S -c4 -j2', unit: 'TPS', better: 'higher' },
     { id: 'pg_cpu_us_per_tx', label: 'pgbench: proxy CPU per transaction', unit: 'µs', better: 'lower', proxyOnly: true },
+    { id: 'pg_mcpu_us_per_tx', label: 'pgbench: whole-machine CPU per transaction', unit: 'µs', better: 'lower' },
   ],
   async run(ctx, ep) {
     const bin = /** @type {string} */ (ctx.pgBin);
     const c0 = cpu(ep);
+    const m0 = mcpu();
     const args = ['-S', '-c', '4', '-j', '2', '-T', String(ctx.opts.pgSeconds), '-n', '-h', ep.host, '-p', String(ep.port), '-U', 'bench', 'postgres'];
     const [cmd, argv] = client(ctx, ep, `${bin}/pgbench`, args);
     const res = await procs.run(cmd, argv, { timeoutMs: (ctx.opts.pgSeconds + 60) * 1000 });
     const c1 = cpu(ep);
+    const m1 = mcpu();
+    const d = procs.machineCpuDelta(m0, m1);
     const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(res.stdout);
     const txs = /number of transactions actually processed: (\d+)/.exec(res.stdout);
     const lat = /latency average = ([\d.]+) ms/.exec(res.stdout);
     if (res.code !== 0 || !tps || !txs) throw new Error(`pgbench failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(-400)}`);
     const n = Number(txs[1]);
     return {
-      values: { pg_tps: Number(tps[1]), pg_cpu_us_per_tx: ep.pid && n ? ((c1 - c0) * 1e6) / n : null },
-      extra: { transactions: n, latencyAvgMs: lat ? Number(lat[1]) : null },
+      values: { pg_tps: Number(tps[1]), pg_cpu_us_per_tx: ep.pid && n ? ((c1 - c0) * 1e6) / n : null, pg_mcpu_us_per_tx: n ? (d.busy * 1e6) / n : null },
+      extra: { transactions: n, latencyAvgMs: lat ? Number(lat[1]) : null, machineCpu: d },
     };
   },
 };
@@ -318,9 +345,6 @@ function median(xs) {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-/** The socket-activated peers: they have a cold start. */
-const ACTIVATED = ['nsproxy', 'socket-proxyd', 'node'];
-
 /**
  * Cold start: a fresh systemd-socket-activate listens; the client connects, sends 1 byte and
  * waits for the echo (tcpbench first-echo, timed from just before connect()): the peer's exec,
@@ -333,7 +357,7 @@ const coldstart = {
   id: 'coldstart',
   title: 'cold start: socket-activated first round trip, target up',
   target: 'echo',
-  peers: ACTIVATED,
+  appliesTo: isActivated, // nsproxy's variants, socket-proxyd, the Node proxy
   startsPeer: true,
   metrics: [
     { id: 'cold_rt_ms', label: 'cold start: first round trip', unit: 'ms', better: 'lower', proxyOnly: true },
@@ -375,7 +399,7 @@ const idlerss = {
   id: 'idlerss',
   title: 'idle footprint after the first connection, bare idle node beside it',
   target: 'echo',
-  peers: ['nsproxy', 'socket-proxyd', 'socat', 'node'],
+  appliesTo: (peer) => peer.id !== 'direct',
   metrics: [
     { id: 'idle_rss_mib', label: 'idle: proxy RSS', unit: 'MiB', better: 'lower', proxyOnly: true },
     { id: 'idle_rss_node_mib', label: 'idle: bare idle node RSS beside it', unit: 'MiB', better: 'lower', proxyOnly: true, chart: false, noRatio: true },
