@@ -138,6 +138,7 @@ const char* EventTypeName(Event::Type type) {
     case Event::Type::kConnectFailed: return "connect-failed";
     case Event::Type::kAcceptFailed: return "accept-failed";
     case Event::Type::kHelperRestarted: return "helper-restarted";
+    case Event::Type::kSockmapLoss: return "sockmap-loss";
   }
   return "unknown";
 }
@@ -158,7 +159,9 @@ Napi::Object EventToJs(Napi::Env env, const Event& event) {
     out.Set("durationMs", event.duration_us / 1000.0);
     out.Set("reset", event.reset);
   }
-  if (event.type == Event::Type::kAcceptFailed) out.Set("count", static_cast<double>(event.count));
+  if (event.type == Event::Type::kAcceptFailed || event.type == Event::Type::kSockmapLoss) {
+    out.Set("count", static_cast<double>(event.count));
+  }
   if (event.type == Event::Type::kHelperRestarted) out.Set("pid", event.pid);
   if (!event.peer.empty()) out.Set("peer", event.peer);
   return out;
@@ -345,6 +348,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out.Set("sockmapActive", static_cast<double>(stats.sockmap_active));
     out.Set("sockmapTotal", static_cast<double>(stats.sockmap_total));
     out.Set("migrations", static_cast<double>(stats.migrations));
+    out.Set("sockmapLosses", static_cast<double>(stats.sockmap_losses));
     return out;
   }
 

@@ -197,6 +197,15 @@ Event Event::HelperRestarted(int pid, const SysError& why) {
   return event;
 }
 
+Event Event::SockmapLoss(uint64_t id, int listener, uint64_t bytes) {
+  Event event;
+  event.type = Type::kSockmapLoss;
+  event.id = id;
+  event.listener = listener;
+  event.count = bytes;
+  return event;
+}
+
 EngineStats Engine::Stats() const {
   EngineStats stats;
   stats.active = static_cast<uint64_t>(active_.load(std::memory_order_relaxed));
@@ -209,6 +218,7 @@ EngineStats Engine::Stats() const {
     stats.sockmap_active += c.sockmap_active.load(std::memory_order_relaxed);
     stats.sockmap_total += c.sockmap_total.load(std::memory_order_relaxed);
     stats.migrations += c.migrations.load(std::memory_order_relaxed);
+    stats.sockmap_losses += c.sockmap_losses.load(std::memory_order_relaxed);
   }
   return stats;
 }

@@ -127,7 +127,7 @@ struct EngineOptions {
 };
 
 struct Event {
-  enum class Type { kOpened, kClosed, kConnectFailed, kAcceptFailed, kHelperRestarted };
+  enum class Type { kOpened, kClosed, kConnectFailed, kAcceptFailed, kHelperRestarted, kSockmapLoss };
   Type type = Type::kClosed;
   uint64_t id = 0;
   int listener = -1;
@@ -136,7 +136,8 @@ struct Event {
   uint64_t bytes_in = 0;           // client -> target
   uint64_t bytes_out = 0;          // target -> client
   uint64_t duration_us = 0;
-  uint64_t count = 0;              // accept failures: how many since the last event (rate-limited)
+  uint64_t count = 0;              // accept failures: how many since the last event (rate-limited);
+                                   // sockmap losses: the bytes lost
   int pid = 0;                     // helper restarts: the helper that died
   bool reset = false;              // closed: ended with a reset rather than two FINs
   std::string peer;                // client address (kOpened only)
@@ -147,6 +148,7 @@ struct Event {
   static Event ConnectFailed(uint64_t id, int listener, const SysError& error);
   static Event AcceptFailed(int listener, const SysError& error, uint64_t count);
   static Event HelperRestarted(int pid, const SysError& why);
+  static Event SockmapLoss(uint64_t id, int listener, uint64_t bytes);
 };
 
 class EventSink {
@@ -165,6 +167,7 @@ struct EngineStats {
   uint64_t sockmap_active = 0;  // connections on sockmap now (the rest of `active` is on splice)
   uint64_t sockmap_total = 0;   // connections that started on sockmap
   uint64_t migrations = 0;      // of those, moved to splice
+  uint64_t sockmap_losses = 0;  // of those, reset because the kernel dropped bytes at the move
 };
 
 struct Listener {

@@ -218,6 +218,53 @@ bool TcpBytesWritten(int fd, uint64_t* out, SysError* error) {
   return true;
 }
 
+bool TcpBytesConsumed(int fd, uint64_t* out) {
+  for (int attempt = 0; attempt < 64; attempt++) {
+    tcp_info before{}, after{};
+    socklen_t len = sizeof(before);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &before, &len) < 0) return false;
+    // What waits in the receive queue: a peek that copies nothing (MSG_TRUNC) counts it. SIOCINQ
+    // would not do: with a psock (even only in `hold`) it reports the psock's queue instead.
+    ssize_t inq = recv(fd, nullptr, 1 << 30, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+    if (inq < 0 && errno != EAGAIN) return false;
+    if (inq < 0) inq = 0;
+    len = sizeof(after);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &after, &len) < 0) return false;
+    if (before.tcpi_bytes_received != after.tcpi_bytes_received || before.tcpi_state != after.tcpi_state) continue;
+    // bytes_received counts the FIN's sequence number; the peek stops before it.
+    uint64_t fin = 0;
+    switch (after.tcpi_state) {
+      case BPF_TCP_ESTABLISHED:  // linux/bpf.h mirrors the kernel's TCP states (linux/tcp.h has none)
+      case BPF_TCP_FIN_WAIT1:
+      case BPF_TCP_FIN_WAIT2:
+        break;
+      case BPF_TCP_CLOSE_WAIT:
+      case BPF_TCP_LAST_ACK:
+      case BPF_TCP_CLOSING:
+      case BPF_TCP_TIME_WAIT:
+        fin = 1;
+        break;
+      default:
+        return false;  // closed (reset): nothing to compare
+    }
+    *out = after.tcpi_bytes_received - fin - static_cast<uint64_t>(inq);
+    return true;
+  }
+  return false;
+}
+
+namespace {
+
+// Consumed minus counted: constant while only the program takes bytes off the receive queue.
+bool Unaccounted(int fd, const SockmapCounters& counted, int64_t* out) {
+  uint64_t consumed = 0;
+  if (!TcpBytesConsumed(fd, &consumed)) return false;
+  *out = static_cast<int64_t>(consumed - counted.redirected - counted.passed);
+  return true;
+}
+
+}  // namespace
+
 Sockmap::~Sockmap() = default;
 
 std::unique_ptr<Sockmap> Sockmap::Create(uint32_t max_sockets, SysError* error, std::string* verifier_log,
@@ -286,6 +333,9 @@ bool Sockmap::Add(int fd0, int fd1, SockmapPair* pair, SysError* error, int cons
   for (int side = 0; side < 2; side++) {
     if (!SocketCookie(p.fd[side], &p.cookie[side], error)) return false;
     if (!TcpBytesWritten(p.fd[side], &p.base_written[side], error)) return false;
+    if (!Unaccounted(p.fd[side], SockmapCounters{}, &p.base_unaccounted[side])) {
+      return error->Set("getsockopt(TCP_INFO)", ENOTCONN);
+    }
   }
   // conns and hold first: the moment a socket joins `socks`, the program may redirect to its peer.
   for (int side = 0; side < 2; side++) {
@@ -327,19 +377,16 @@ void Sockmap::Pause(const SockmapPair& pair) {
   for (int side = 0; side < 2; side++) MapDelete(hold_.get(), &pair.cookie[side]);
 }
 
-void Sockmap::Stop(const SockmapPair& pair, int consumed[2], bool guard) {
-  if (!guard) {
-    for (int side = 0; side < 2; side++) MapDelete(socks_.get(), &pair.cookie[side]);
-    return;
-  }
-  // The kernel detaches the program without the socket lock, clearing it before it restores
-  // sk_data_ready: a segment being received at that instant would meet no program and be dropped
-  // (see the header). So first keep segments away from the program: tcp_data_ready() calls
-  // sk_data_ready only when tcp_epollin_ready(sk, sk_rcvlowat) or SOCK_DONE, and SO_RCVLOWAT is
-  // capped at tcp_rmem[2] / 2 (16 MiB by default), which cannot arrive in the microseconds this
-  // takes. The poke then waits for a softirq that entered the program before (socket lock).
+void Sockmap::Stop(const SockmapPair& pair, int consumed[2], int64_t lost[2], bool guard) {
   int lowat[2] = {1, 1};
-  for (int side = 0; side < 2; side++) {
+  for (int side = 0; guard && side < 2; side++) {
+    // The kernel detaches the program without the socket lock, clearing it before it restores
+    // sk_data_ready: a segment being received at that instant would meet no program and be
+    // dropped (see the header). So first keep segments away from the program: tcp_data_ready()
+    // calls sk_data_ready only when tcp_epollin_ready(sk, sk_rcvlowat) or SOCK_DONE, and
+    // SO_RCVLOWAT is capped at tcp_rmem[2] / 2 (16 MiB by default), which cannot arrive in the
+    // microseconds this takes. The poke then waits for a softirq that entered the program before
+    // (socket lock).
     socklen_t len = sizeof(lowat[side]);
     getsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], &len);
     int big = INT_MAX;
@@ -348,8 +395,20 @@ void Sockmap::Stop(const SockmapPair& pair, int consumed[2], bool guard) {
     if (consumed != nullptr) consumed[side] = err;
   }
   for (int side = 0; side < 2; side++) MapDelete(socks_.get(), &pair.cookie[side]);
-  // Back to normal; tcp_set_rcvlowat() signals EPOLLIN for what waited meanwhile.
   for (int side = 0; side < 2; side++) {
+    // Another poke waits out a softirq still inside sk_psock_verdict_recv, so the counters and the
+    // receive queue below tell the same story.
+    int err = Poke(pair.fd[side]);
+    if (consumed != nullptr && consumed[side] == 0) consumed[side] = err;
+    if (lost == nullptr) continue;
+    SockmapCounters counted;
+    int64_t unaccounted = 0;
+    lost[side] = Counters(pair, side, &counted) && Unaccounted(pair.fd[side], counted, &unaccounted)
+                     ? unaccounted - pair.base_unaccounted[side]
+                     : -1;
+  }
+  // Back to normal; tcp_set_rcvlowat() signals EPOLLIN for what waited meanwhile.
+  for (int side = 0; guard && side < 2; side++) {
     setsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], sizeof(lowat[side]));
   }
 }
@@ -365,6 +424,11 @@ bool Sockmap::Resume(SockmapPair* pair, SysError* error) {
     }
     if (!TcpBytesWritten(pair->fd[side], &written, error)) return false;
     pair->base_written[side] = written - from.redirected;
+    SockmapCounters own;
+    if (!Counters(*pair, side, &own)) return error->Set("bpf(BPF_MAP_LOOKUP_ELEM)", ENOENT);
+    if (!Unaccounted(pair->fd[side], own, &pair->base_unaccounted[side])) {
+      return error->Set("getsockopt(TCP_INFO)", ENOTCONN);
+    }
   }
   for (int side = 0; side < 2; side++) {
     uint64_t fd = static_cast<uint64_t>(pair->fd[side]);

@@ -72,6 +72,10 @@ struct SockmapPair {
   // TcpBytesWritten() minus what the program redirected into it, as of Add() or Resume(): what
   // user space wrote itself.
   uint64_t base_written[2] = {0, 0};
+  // TcpBytesConsumed() minus what the program counted (redirected + passed), as of Add() or
+  // Resume(): what user space read itself. Stop() compares against it to find bytes the kernel
+  // dropped at the detach.
+  int64_t base_unaccounted[2] = {0, 0};
 };
 
 class Sockmap {
@@ -123,16 +127,23 @@ class Sockmap {
   // dropped (sk_psock_verdict_recv's default __SK_DROP: about one skb per 5 000-10 000 bare
   // detaches during a stream here). Stop() keeps segments away from the program meanwhile with a
   // huge SO_RCVLOWAT; what is left is a FIN (or urgent data), which bypasses the low-water mark,
-  // arriving in the same instant. SOCKMAP.md (d). The engine then waits for Pending() == 0.
-  // `guard` false is for tests only (it shows the race).
+  // arriving in the same instant, and a segment that comes while the receive window is nearly
+  // closed or the receive buffer nearly full (tcp_epollin_ready() then ignores the low-water
+  // mark): rarer still, but seen (about once in 10^5 detaches mid-stream, `flap`). SOCKMAP.md (d).
+  // Such a loss cannot be undone (TCP acknowledged the bytes), but it is never silent: `lost[side]`
+  // says how many bytes side `side` received that neither the program nor user space accounts
+  // for (0: none; -1: could not tell, the socket was closed). The engine resets a connection that
+  // lost bytes, so neither end mistakes a stream with a hole for a whole one. It then waits for
+  // Pending() == 0. `guard` false is for tests only (it shows the race).
   // `consumed[side]`: a pending error its pokes reported (see Poke()), 0 if none.
-  void Stop(const SockmapPair& pair, int consumed[2] = nullptr, bool guard = true);
+  void Stop(const SockmapPair& pair, int consumed[2] = nullptr, int64_t lost[2] = nullptr, bool guard = true);
 
   // Re-attaches the program after Stop(). User space must have read each receive queue to EAGAIN
   // (the program takes whole skbs and would resend a partly read one) and written it all to the
   // other socket; the poke then runs what arrived since through the program, behind it. Not
   // after Pause(): bytes passed meanwhile would wait in ingress_msg while newer ones are
-  // redirected past them. Recomputes pair->base_written (user space wrote meanwhile).
+  // redirected past them. Recomputes pair->base_written and base_unaccounted (user space wrote and
+  // read meanwhile).
   bool Resume(SockmapPair* pair, SysError* error);
 
   // Forgets the connection: frees both psocks. Anything they still queue is lost, so call it once
@@ -170,6 +181,11 @@ class Sockmap {
 // (plus one for the SYN on some paths: only differences are meaningful). Reads TCP_INFO
 // bytes_acked first and SIOCOUTQ second, so the answer never overstates what was written.
 bool TcpBytesWritten(int fd, uint64_t* out, SysError* error);
+
+// Data bytes this TCP socket has received and taken off its receive queue (a reader, or the
+// program through tcp_read_skb): TCP_INFO bytes_received less a FIN, less what a MSG_PEEK finds
+// queued, read until two TCP_INFOs around the peek agree. False when the socket is closed or no reading was steady.
+bool TcpBytesConsumed(int fd, uint64_t* out);
 
 // SO_COOKIE.
 bool SocketCookie(int fd, uint64_t* out, SysError* error);

@@ -129,6 +129,7 @@ class Worker {
     std::atomic<uint64_t> sockmap_active{0};
     std::atomic<uint64_t> sockmap_total{0};
     std::atomic<uint64_t> migrations{0};
+    std::atomic<uint64_t> sockmap_losses{0};
   };
   const Counters& counters() const { return counters_; }
 

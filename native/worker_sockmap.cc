@@ -158,9 +158,18 @@ void Worker::AdvanceSockmap(Connection* conn) {
 
 void Worker::StartMigration(Connection* conn) {
   int consumed[2] = {0, 0};
-  sockmap_->Stop(conn->sockmap.pair, consumed);
+  int64_t lost[2] = {0, 0};
+  sockmap_->Stop(conn->sockmap.pair, consumed, lost);
   for (int side = 0; side < 2; side++) Ended(conn, side, consumed[side]);
   counters_.migrations.fetch_add(1, std::memory_order_relaxed);
+  if (lost[0] > 0 || lost[1] > 0) {
+    // The detach race (Sockmap::Stop()): acknowledged bytes are gone. A reset both ways is the
+    // only faithful answer left; a FIN later would pass the hole off as a complete stream.
+    counters_.sockmap_losses.fetch_add(1, std::memory_order_relaxed);
+    Post(Event::SockmapLoss(conn->id(), conn->listener(), static_cast<uint64_t>(std::max(lost[0], int64_t{0}) + std::max(lost[1], int64_t{0}))));
+    for (unsigned d : {Connection::kUp, Connection::kDown}) conn->Release(d);
+    return Finish(conn, Connection::kBoth);
+  }
   conn->ResumeFromSockmap();  // kForwarding, the directions still to take over held
   epoll_event ev{};
   ev.events = kSocketEvents;

@@ -61,6 +61,11 @@ export function connectionLogger(
         case 'accept-failed':
           log.error({ code: event.code, syscall: event.syscall, listener, count: event.count }, 'accept failed');
           break;
+        case 'sockmap-loss':
+          // The kernel race in native/sockmap.h (Stop()): rare, and the connection is reset so that
+          // neither end takes a stream with a hole for a whole one.
+          log.warn({ id: event.id, listener, lostBytes: event.count }, 'the kernel dropped bytes as this connection left sockmap; both sides reset');
+          break;
         case 'helper-restarted':
           log.warn({ helperPid: event.pid || undefined, code: event.code, syscall: event.syscall }, event.pid ? 'helper died; a new one takes over' : 'helper could not be started; retrying');
           break;

@@ -20,7 +20,7 @@ export interface SocketDescription {
 
 /** One event from the engine; events arrive in batches. */
 export interface EngineEvent {
-  type: 'opened' | 'closed' | 'connect-failed' | 'accept-failed' | 'helper-restarted';
+  type: 'opened' | 'closed' | 'connect-failed' | 'accept-failed' | 'helper-restarted' | 'sockmap-loss';
   /** connection id, 1-based, unique for the engine's life (0 for accept failures) */
   id: number;
   /** index of the listener (the order of addListener calls), -1 if none */
@@ -35,7 +35,8 @@ export interface EngineEvent {
   durationMs?: number;
   /** closed: ended with a reset (a side reset, a connect failure, a forced stop), not two FINs */
   reset?: boolean;
-  /** accept-failed: how many failures this event stands for (they are reported once a second) */
+  /** accept-failed: how many failures this event stands for (they are reported once a second);
+   * sockmap-loss: how many bytes the kernel dropped */
   count?: number;
   /** helper-restarted: the helper process that died (0 when a new one failed to start) */
   pid?: number;
@@ -88,6 +89,8 @@ export interface EngineStats {
   sockmapActive: number;
   sockmapTotal: number;
   migrations: number;
+  /** of those, reset because the kernel dropped bytes as they left sockmap (never silently) */
+  sockmapLosses: number;
 }
 
 /** The data plane: worker threads inside the target netns that accept, connect and splice. */

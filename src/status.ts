@@ -15,5 +15,5 @@ export function formatBytes(bytes: number): string {
 export function statusLine(prefix: string, stats: EngineStats, engine = 'splice'): string {
   const line = `${prefix}; ${stats.active} active, ${stats.total} total, ${formatBytes(stats.bytesIn)} in, ${formatBytes(stats.bytesOut)} out`;
   if (engine === 'splice') return line;
-  return `${line}; ${engine}: ${stats.sockmapActive} on sockmap, ${stats.active - stats.sockmapActive} on splice, ${stats.migrations} of ${stats.sockmapTotal} moved to splice`;
+  return `${line}; ${engine}: ${stats.sockmapActive} on sockmap, ${stats.active - stats.sockmapActive} on splice, ${stats.migrations} of ${stats.sockmapTotal} moved to splice${stats.sockmapLosses ? `, ${stats.sockmapLosses} reset for bytes the kernel dropped` : ''}`;
 }

@@ -20,8 +20,11 @@ import { childrenOf, commOf, startUserNsServer, testUser } from './helpers/users
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function freshRoundTrip(t: tap.Test, port: number, label = 'a fresh round trip through the same daemon'): Promise<void> {
-  assertHashOk(t, await hashRoundTrip(port, '127.0.0.1', MiB, randomSeed('fresh-'), { preamble: 'hash\n' }), label);
+async function freshRoundTrip(t: tap.Test, port: number, px?: Nsproxy, label = 'a fresh round trip through the same daemon'): Promise<void> {
+  const r = await hashRoundTrip(port, '127.0.0.1', MiB, randomSeed('fresh-'), { preamble: 'hash\n' });
+  assertHashOk(t, r, label);
+  // On a failure, what the daemon said about it.
+  if (r.error !== null && px) t.comment(px.logs.filter((l) => Number(l.level) >= 40).slice(-10).map((l) => JSON.stringify(l)).join('\n'));
 }
 
 /** A client that connects, sends a line, and holds the connection open once echoed. */
@@ -142,7 +145,7 @@ t.test('the rootless helper killed mid-run: a new one takes over, transfers in f
   t.equal(line.helperPid, first, 'the death is logged with the helper\'s PID');
   const [second] = helpers();
   t.ok(second !== undefined && second !== first, `a new helper runs (${second})`);
-  await freshRoundTrip(t, port);
+  await freshRoundTrip(t, port, px);
 });
 
 t.test('an fd-exhaustion storm: no busy loop while saturated, and recovery', async (t) => {
@@ -165,7 +168,7 @@ t.test('an fd-exhaustion storm: no busy loop while saturated, and recovery', asy
   const echoed = await Promise.all(clients.map((c) => c.echoed));
   t.equal(echoed.filter(Boolean).length, 500, 'once fds are back, all 500 clients are served');
   for (const c of clients) c.close();
-  await freshRoundTrip(t, port);
+  await freshRoundTrip(t, port, px);
 });
 
 t.test('the target killed with 100 transfers in flight: every client sees a reset or EOF, never a hang', async (t) => {
@@ -183,7 +186,7 @@ t.test('the target killed with 100 transfers in flight: every client sees a rese
   t.comment(`ends: ${[...new Set(ends)].join(', ')}`);
   t.ok(px.running, 'nsproxy is still running');
   await startServerInNetns(t, ns, 'multi', ['127.0.0.1:7000']);
-  await freshRoundTrip(t, port);
+  await freshRoundTrip(t, port, px);
 });
 
 t.test('SIGTERM with transfers in flight: those done within --drain-timeout are intact, the rest reset', async (t) => {

@@ -22,6 +22,8 @@ t.test('9 000 concurrent connections with traffic: all intact', async (t) => {
   const exit = await proc.closed;
   clearTimeout(timer);
   t.comment(proc.stderr.lines.filter((l) => l.startsWith('#')).join('; '));
+  // On a failure, everything hold.py and nsproxy said (the traceback, the proxy's last lines).
+  if (exit.code !== 0) t.comment(proc.stderr.lines.slice(-40).join('\n'));
   const result = JSON.parse(proc.stdout.lines.filter((l) => l.startsWith('{')).pop() ?? '{}') as Record<string, unknown> & { health?: { error?: string } };
   t.equal(exit.code, 0, 'hold.py: every connection intact');
   t.equal(result['intact_ends'], 18_000, 'all 18 000 ends received their 16 KiB, byte for byte, while all were open');

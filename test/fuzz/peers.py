@@ -270,7 +270,7 @@ class Environment:
             if code != 0 or stopped is None:
                 return {'error': f'nsproxy {proc.pid} exited {code} without a "stopped" line'}
             out['active_at_stop'] += stopped.get('active', 0)
-            for key in ('total', 'sockmapTotal', 'migrations'):
+            for key in ('total', 'sockmapTotal', 'migrations', 'sockmapLosses'):
                 out[key] = out.get(key, 0) + stopped.get(key, 0)
         if out['active_at_stop']:
             out['error'] = f'{out["active_at_stop"]} connections still open in nsproxy after every client closed'

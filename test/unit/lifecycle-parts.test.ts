@@ -78,9 +78,10 @@ t.test('STATUS= line with counters', async (t) => {
   t.equal(formatBytes(999), '999 B');
   t.equal(formatBytes(1200), '1.2 kB');
   t.equal(formatBytes(30_000_000), '30.0 MB');
-  const stats = { active: 3, total: 120, bytesIn: 1_200_000, bytesOut: 30_000_000, connectFailures: 0, sockmapActive: 2, sockmapTotal: 100, migrations: 7 };
+  const stats = { active: 3, total: 120, bytesIn: 1_200_000, bytesOut: 30_000_000, connectFailures: 0, sockmapActive: 2, sockmapTotal: 100, migrations: 7, sockmapLosses: 0 };
   t.equal(statusLine('forwarding a to b in c', stats), 'forwarding a to b in c; 3 active, 120 total, 1.2 MB in, 30.0 MB out');
   t.equal(statusLine('forwarding a to b in c', stats, 'auto'), 'forwarding a to b in c; 3 active, 120 total, 1.2 MB in, 30.0 MB out; auto: 2 on sockmap, 1 on splice, 7 of 100 moved to splice');
+  t.equal(statusLine('f', { ...stats, sockmapLosses: 1 }, 'sockmap'), 'f; 3 active, 120 total, 1.2 MB in, 30.0 MB out; sockmap: 2 on sockmap, 1 on splice, 7 of 100 moved to splice, 1 reset for bytes the kernel dropped');
 });
 
 t.test('readiness: retries what waiting can cure, fails at once on what it cannot', async (t) => {
