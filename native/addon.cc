@@ -245,6 +245,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     const std::string engine = options.Get("engine").IsString() ? options.Get("engine").As<Napi::String>().Utf8Value() : "splice";
     if (engine != "splice" && engine != "sockmap" && engine != "auto") throw Napi::RangeError::New(env, "engine must be splice, sockmap or auto");
     engine_options.engine = engine == "sockmap" ? EngineKind::kSockmap : engine == "auto" ? EngineKind::kAuto : EngineKind::kSplice;
+    if (options.Get("sockmapAfter").IsNumber()) {
+      engine_options.sockmap_after = options.Get("sockmapAfter").As<Napi::Number>().Uint32Value();
+    }
     if (options.Get("sockmapBulkBytes").IsNumber()) {
       engine_options.sockmap_bulk_bytes = static_cast<uint64_t>(options.Get("sockmapBulkBytes").As<Napi::Number>().DoubleValue());
     }

@@ -93,6 +93,12 @@ class Connection {
   // No side was found reset or failed.
   bool intact() const { return dead_ == 0; }
 
+  // Forwarding, both streams open and nothing of theirs in user space: what may join sockmap.
+  bool Quiet() const {
+    return state == State::kForwarding && dead_ == 0 && hung_up_ == 0 && up_.empty() && down_.empty() &&
+           !up_.ended() && !down_.ended() && !up_.held && !down_.held;
+  }
+
   // Sends what is waiting to go before the client's bytes (the PROXY header), now, whole: true
   // when nothing waits any more.
   bool FlushPrologue();
@@ -147,6 +153,8 @@ class Connection {
     int dead_errno[2] = {0, 0};
     uint64_t last_redirected = 0;   // both sides' counters at the previous tick (bulk detection)
     bool in_maps = false;           // Add()ed and not yet Remove()d
+    bool decided = false;           // auto: joined, or will never join (bulk, or it left once)
+    uint32_t exchanges = 0;         // auto: pumps that moved bytes, while on splice
   };
   SockmapState sockmap;
   // Bytes the kernel moved while the connection was on sockmap, added to the counters.

@@ -66,9 +66,14 @@
 // puts both sockets of a connection into BPF maps whose verdict program redirects each segment
 // straight out of the peer socket: the worker sleeps through the data and wakes only for FINs,
 // resets and a 25 ms tick. It is the cheaper path for request/response, and the dearer one for
-// bulk (a kernel worker sends every redirected segment, with no backpressure at all), so under
-// `auto` a connection that moves more than sockmap_bulk_bytes in a tick moves to splice; under
-// either, one whose kernel backlog passes sockmap_backlog_cap does. Moving is safe because user
+// bulk (a kernel worker sends every redirected segment, with no backpressure at all), and joining
+// and leaving the maps costs about as much kernel work as a short connection's whole life. So
+// under `auto` a connection starts on splice and joins sockmap only once it has shown itself
+// conversational: sockmap_after exchanges (pumps that moved bytes) while still under
+// sockmap_bulk_bytes in all, with nothing in flight in user space and both receive queues empty
+// (so the program never sees a partly read segment); and one that moves more than
+// sockmap_bulk_bytes in a tick there goes back to splice, for good. Under either, one whose
+// kernel backlog passes sockmap_backlog_cap moves to splice. Moving out is safe because user
 // space takes each direction over only once the kernel has delivered what it redirected that way.
 // Without the privilege, on an old kernel, or for a rootless target (the helper path), both fall
 // back to splice (Engine::engine_note() says why). A connection that cannot join the maps (its
@@ -103,8 +108,8 @@ enum class EngineKind {
   kSplice,   // user space: recv()+send() for small messages, splice() for bulk; works everywhere
   kSockmap,  // the kernel: a BPF verdict program redirects each segment (root only); a
              // connection whose kernel backlog passes sockmap_backlog_cap moves to splice
-  kAuto,     // sockmap, and a connection that turns bulk (sockmap_bulk_bytes in a tick) moves to
-             // splice, where bulk is cheaper
+  kAuto,     // splice first; a conversational connection joins sockmap (sockmap_after), and one
+             // that turns bulk there (sockmap_bulk_bytes in a tick) moves back to splice
 };
 
 struct EngineOptions {
@@ -121,6 +126,7 @@ struct EngineOptions {
   ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // a header for the service, before any byte
   EngineKind engine = EngineKind::kSplice;
   uint64_t sockmap_bulk_bytes = 256 * 1024;       // auto: bytes in one tick that make a connection bulk
+  uint32_t sockmap_after = 4;                      // auto: exchanges before a connection joins sockmap
   uint64_t sockmap_backlog_cap = 4 * 1024 * 1024;  // bytes the kernel may hold for a slow receiver
   bool report_connections = false;
   bool start_paused = false;  // start without accepting: the target may not be ready yet

@@ -218,16 +218,25 @@ bool TcpBytesWritten(int fd, uint64_t* out, SysError* error) {
   return true;
 }
 
-bool TcpBytesConsumed(int fd, uint64_t* out) {
+bool TcpBytesConsumed(int fd, bool psock, uint64_t* out, int* error) {
   for (int attempt = 0; attempt < 64; attempt++) {
     tcp_info before{}, after{};
     socklen_t len = sizeof(before);
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &before, &len) < 0) return false;
-    // What waits in the receive queue: a peek that copies nothing (MSG_TRUNC) counts it. SIOCINQ
-    // would not do: with a psock (even only in `hold`) it reports the psock's queue instead.
-    ssize_t inq = recv(fd, nullptr, 1 << 30, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
-    if (inq < 0 && errno != EAGAIN) return false;
-    if (inq < 0) inq = 0;
+    // What waits in the receive queue. With a psock (even one only in `hold`), SIOCINQ reports the
+    // psock's queue instead; a peek that copies nothing (MSG_TRUNC) counts the TCP queue, but like
+    // any recv() it reports (and so consumes) a pending error: handed to the caller.
+    int inq = 0;
+    if (!psock) {
+      if (ioctl(fd, SIOCINQ, &inq) < 0) return false;
+    } else {
+      ssize_t n = recv(fd, nullptr, 1 << 30, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        *error = errno;
+        return false;
+      }
+      inq = n < 0 ? 0 : static_cast<int>(n);
+    }
     len = sizeof(after);
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &after, &len) < 0) return false;
     if (before.tcpi_bytes_received != after.tcpi_bytes_received || before.tcpi_state != after.tcpi_state) continue;
@@ -256,9 +265,9 @@ bool TcpBytesConsumed(int fd, uint64_t* out) {
 namespace {
 
 // Consumed minus counted: constant while only the program takes bytes off the receive queue.
-bool Unaccounted(int fd, const SockmapCounters& counted, int64_t* out) {
+bool Unaccounted(int fd, bool psock, const SockmapCounters& counted, int64_t* out, int* error) {
   uint64_t consumed = 0;
-  if (!TcpBytesConsumed(fd, &consumed)) return false;
+  if (!TcpBytesConsumed(fd, psock, &consumed, error)) return false;
   *out = static_cast<int64_t>(consumed - counted.redirected - counted.passed);
   return true;
 }
@@ -333,7 +342,8 @@ bool Sockmap::Add(int fd0, int fd1, SockmapPair* pair, SysError* error, int cons
   for (int side = 0; side < 2; side++) {
     if (!SocketCookie(p.fd[side], &p.cookie[side], error)) return false;
     if (!TcpBytesWritten(p.fd[side], &p.base_written[side], error)) return false;
-    if (!Unaccounted(p.fd[side], SockmapCounters{}, &p.base_unaccounted[side])) {
+    int unused = 0;  // no psock yet: SIOCINQ, which reports no error
+    if (!Unaccounted(p.fd[side], false, SockmapCounters{}, &p.base_unaccounted[side], &unused)) {
       return error->Set("getsockopt(TCP_INFO)", ENOTCONN);
     }
   }
@@ -403,9 +413,11 @@ void Sockmap::Stop(const SockmapPair& pair, int consumed[2], int64_t lost[2], bo
     if (lost == nullptr) continue;
     SockmapCounters counted;
     int64_t unaccounted = 0;
-    lost[side] = Counters(pair, side, &counted) && Unaccounted(pair.fd[side], counted, &unaccounted)
+    int reported = 0;
+    lost[side] = Counters(pair, side, &counted) && Unaccounted(pair.fd[side], true, counted, &unaccounted, &reported)
                      ? unaccounted - pair.base_unaccounted[side]
                      : -1;
+    if (consumed != nullptr && consumed[side] == 0) consumed[side] = reported;
   }
   // Back to normal; tcp_set_rcvlowat() signals EPOLLIN for what waited meanwhile.
   for (int side = 0; guard && side < 2; side++) {
@@ -426,8 +438,9 @@ bool Sockmap::Resume(SockmapPair* pair, SysError* error) {
     pair->base_written[side] = written - from.redirected;
     SockmapCounters own;
     if (!Counters(*pair, side, &own)) return error->Set("bpf(BPF_MAP_LOOKUP_ELEM)", ENOENT);
-    if (!Unaccounted(pair->fd[side], own, &pair->base_unaccounted[side])) {
-      return error->Set("getsockopt(TCP_INFO)", ENOTCONN);
+    int reported = 0;
+    if (!Unaccounted(pair->fd[side], true, own, &pair->base_unaccounted[side], &reported)) {
+      return error->Set("recv", reported != 0 ? reported : ENOTCONN);
     }
   }
   for (int side = 0; side < 2; side++) {

@@ -183,9 +183,12 @@ class Sockmap {
 bool TcpBytesWritten(int fd, uint64_t* out, SysError* error);
 
 // Data bytes this TCP socket has received and taken off its receive queue (a reader, or the
-// program through tcp_read_skb): TCP_INFO bytes_received less a FIN, less what a MSG_PEEK finds
-// queued, read until two TCP_INFOs around the peek agree. False when the socket is closed or no reading was steady.
-bool TcpBytesConsumed(int fd, uint64_t* out);
+// program through tcp_read_skb): TCP_INFO bytes_received less a FIN, less what is still queued
+// (SIOCINQ; for a socket with a psock, which makes SIOCINQ report the psock's queue, a MSG_PEEK
+// that copies nothing), read until two TCP_INFOs around it agree. False when the socket is closed
+// or no reading was steady, or when the peek reported a pending error: then in `*error`, and the
+// kernel has forgotten it (the caller must take it as the socket's end, as from a Poke()).
+bool TcpBytesConsumed(int fd, bool psock, uint64_t* out, int* error);
 
 // SO_COOKIE.
 bool SocketCookie(int fd, uint64_t* out, SysError* error);

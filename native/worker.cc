@@ -517,8 +517,12 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
         return;  // still connecting
       }
       connecting_.remove(conn);
-      // The kernel moves the bytes from now on, if the engine can; else user space does.
-      if (sockmap_ && conn->intact() && HandToSockmap(conn)) return;
+      // Under sockmap the kernel moves the bytes from now on, if it can; else (and under auto,
+      // until the connection has shown itself conversational) user space does.
+      if (sockmap_ && conn->intact() && (engine_->options_.engine == EngineKind::kSockmap || engine_->options_.sockmap_after == 0)) {
+        conn->sockmap.decided = true;
+        if (HandToSockmap(conn)) return;
+      }
       conn->state = Connection::State::kForwarding;
       which = drain = Connection::kBoth;  // the client may have sent (and shut down) meanwhile:
                                           // its edges came while we were not reading
@@ -537,7 +541,9 @@ void Worker::OnConnectionEvent(Connection* conn, bool upstream, uint32_t events)
   }
   uint64_t in_before = conn->bytes_in(), out_before = conn->bytes_out();
   Connection::Next next = conn->Pump(&pipes_, which, hung_up, drain);
+  const bool moved = conn->bytes_in() != in_before || conn->bytes_out() != out_before;
   AccountBytes(conn, in_before, out_before);
+  if (next == Connection::Next::kWait && moved && sockmap_ && !conn->sockmap.decided) return ConsiderSockmap(conn);
   Apply(conn, next);
 }
 

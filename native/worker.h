@@ -74,6 +74,7 @@ class Worker {
 
   // worker_sockmap.cc: connections whose bytes the kernel moves.
   bool HandToSockmap(Connection* conn);
+  void ConsiderSockmap(Connection* conn);
   void OnSockmapEvent(Connection* conn, bool upstream, uint32_t events);
   void AdvanceSockmap(Connection* conn);
   bool SockmapDelivered(Connection* conn, int side);

@@ -2,9 +2,11 @@
 // native/sockmap.h has the kernel half, native/SOCKMAP.md the facts and experiments behind every
 // rule below, engine.h the theory of operation).
 //
-// A connected connection joins the maps (Sockmap::Add, which pokes both sockets so bytes that
-// came before are redirected too) and from then on the worker watches its sockets for EPOLLRDHUP
-// only (EPOLLERR and EPOLLHUP come anyway): it never wakes for data. What it still does:
+// A connection joins the maps (Sockmap::Add, which pokes both sockets so bytes that came before
+// are redirected too) as soon as it is connected (sockmap), or once it has shown itself
+// conversational on splice (auto: ConsiderSockmap()). From then on the worker watches its
+// sockets for EPOLLRDHUP only (EPOLLERR and EPOLLHUP come anyway): it never wakes for data.
+// What it still does:
 //   - a FIN from side s: poke s (the program has then seen every byte before the FIN), wait
 //     until the kernel has handed all of them to the other side's TCP send queue
 //     (Pending() == 0), then shutdown(other, SHUT_WR). Both FINs forwarded: close.
@@ -52,6 +54,13 @@ bool TcpClosed(int fd) {
   return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 || info.tcpi_state == TCP_CLOSE;
 }
 
+// SIOCINQ, not a peek: a recv() would report (and so consume) a pending reset. Exact here: the
+// socket has no psock yet.
+bool ReceiveQueueEmpty(int fd) {
+  int queued = 0;
+  return ioctl(fd, SIOCINQ, &queued) == 0 && queued == 0;
+}
+
 bool Unsent(int fd) {
   int unsent = 0;
   return ioctl(fd, SIOCOUTQNSD, &unsent) == 0 && unsent > 0;
@@ -69,6 +78,25 @@ void Ended(Connection* conn, int side, int err) {
 }
 
 }  // namespace
+
+// Under auto, a connection on splice joins sockmap once it has shown itself conversational
+// (engine.h): considered after each pump that moved bytes, decided once.
+void Worker::ConsiderSockmap(Connection* conn) {
+  Connection::SockmapState& m = conn->sockmap;
+  const EngineOptions& options = engine_->options_;
+  if (++m.exchanges < options.sockmap_after) return;
+  if (conn->bytes_in() + conn->bytes_out() >= options.sockmap_bulk_bytes) {
+    m.decided = true;  // bulk from the start: splice suits it
+    return;
+  }
+  if (!conn->Quiet()) return;  // bytes in flight in user space, or an end seen: not now
+  // The program takes whole segments (tcp_read_skb ignores how much of the head one recv() took):
+  // a partly read segment would be sent again. So both receive queues must be empty now; what
+  // arrives from here on comes in whole segments, which Add()'s poke hands to the program.
+  if (!ReceiveQueueEmpty(conn->client_fd()) || !ReceiveQueueEmpty(conn->upstream_fd())) return;
+  m.decided = true;
+  HandToSockmap(conn);
+}
 
 bool Worker::HandToSockmap(Connection* conn) {
   // The PROXY header (the only bytes user space may have for the upstream by now) goes first;

@@ -55,6 +55,7 @@ export interface Config {
   engine: 'auto' | 'sockmap' | 'splice';
   /** --engine auto: bytes within 25 ms that make a connection bulk */
   sockmapBulkBytes: number;
+  sockmapAfter: number;
   connectionsMax: number;
   backlog: number;
   threads: number;
@@ -81,6 +82,7 @@ export interface RawOptions {
   proxyProtocol?: string | string[];
   engine?: string | string[];
   sockmapBulk?: string | string[];
+  sockmapAfter?: string | string[];
   to?: string | string[];
   listen?: string | string[];
   connectionsMax?: string | string[];
@@ -108,10 +110,10 @@ export function list(value: string | string[] | undefined): string[] {
   return Array.isArray(value) ? value : [value];
 }
 
-function positiveInt(name: string, value: string | undefined, fallback: number, max: number): number {
+function positiveInt(name: string, value: string | undefined, fallback: number, max: number, min = 1): number {
   if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) {
-    throw usage(`--${name} '${value}': not a whole number from 1 to ${max}; e.g. --${name} ${fallback}`);
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw usage(`--${name} '${value}': not a whole number from ${min} to ${max}; e.g. --${name} ${fallback}`);
   }
   return Number(value);
 }
@@ -263,6 +265,7 @@ export function buildConfig(raw: RawOptions): Config {
     proxyProtocol: proxyProtocol(single('proxy-protocol', raw.proxyProtocol)),
     engine: engineKind(single('engine', raw.engine)),
     sockmapBulkBytes: byteSize('sockmap-bulk', single('sockmap-bulk', raw.sockmapBulk), 256 * 1024),
+    sockmapAfter: positiveInt('sockmap-after', single('sockmap-after', raw.sockmapAfter), 4, 1_000_000, 0),
     connectionsMax: positiveInt('connections-max', single('connections-max', raw.connectionsMax), 4096, 1_000_000),
     backlog: positiveInt('backlog', single('backlog', raw.backlog), 128, 65535),
     threads: positiveInt('threads', single('threads', raw.threads), 1, 64),

@@ -102,6 +102,7 @@ class Daemon {
           proxyProtocol: this.config.proxyProtocol,
           engine: this.config.engine,
           sockmapBulkBytes: this.config.sockmapBulkBytes,
+          sockmapAfter: this.config.sockmapAfter,
           ...keepaliveOptions(this.config.keepaliveMs),
           reportConnections: this.config.logConnections || log.isLevelEnabled('debug'),
           startPaused: true,

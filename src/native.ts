@@ -66,12 +66,15 @@ export interface EngineOptions {
   keepaliveCount: number;
   /** PROXY protocol header sent to the service before any byte of the client's: 0 none, 1 or 2 */
   proxyProtocol: 0 | 1 | 2;
-  /** who moves the bytes: user space (splice), the kernel (sockmap, root only), or sockmap with
-   * bulk connections moved to splice (auto); sockmap and auto fall back to splice when they
-   * cannot run (engineInUse() says why) */
+  /** who moves the bytes: user space (splice), the kernel (sockmap, root only), or splice with
+   * conversational connections moved to sockmap and bulk ones back (auto); sockmap and auto fall
+   * back to splice when they cannot run (engineInUse() says why) */
   engine: 'splice' | 'sockmap' | 'auto';
   /** auto: bytes a connection may move in 25 ms before it counts as bulk and moves to splice */
   sockmapBulkBytes?: number;
+  /** auto: exchanges (pumps that moved bytes) a connection makes on splice before it joins
+   * sockmap; 0: it joins as soon as it is connected */
+  sockmapAfter?: number;
   /** report 'opened'/'closed' for every connection (failures are always reported) */
   reportConnections: boolean;
   /** start without accepting (setAccepting(true) later, once the target is ready) */

@@ -18,6 +18,16 @@ t.test('a minimal --pid config gets the documented defaults', async (t) => {
   t.equal(config.backlog, 128);
   t.equal(config.threads, 1);
   t.equal(config.logLevel, 'info');
+  t.equal(config.engine, 'auto');
+  t.equal(config.sockmapAfter, 4);
+  t.equal(config.sockmapBulkBytes, 256 * 1024);
+});
+
+t.test('--sockmap-after: 0 (join at once) and up; anything else is a usage error', async (t) => {
+  t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', sockmapAfter: '0' }).sockmapAfter, 0);
+  t.equal(buildConfig({ pid: '1', to: '127.0.0.1:1', sockmapAfter: '12' }).sockmapAfter, 12);
+  t.throws(() => buildConfig({ pid: '1', to: '127.0.0.1:1', sockmapAfter: 'x' }), /--sockmap-after 'x': not a whole number from 0 to 1000000; e.g. --sockmap-after 4/);
+  t.throws(() => buildConfig({ pid: '1', to: '127.0.0.1:1', sockmapAfter: '-1' }), /--sockmap-after '-1'/);
 });
 
 t.test('--netns NAME means /run/netns/NAME; a path is kept', async (t) => {
