@@ -24,7 +24,7 @@ const procs = require('./lib/procs');
 const env = require('./lib/env');
 const { makePeers, portAllocator } = require('./lib/peers');
 const { DEFAULT_VARIANTS, parseVariants, baselineVariant, isUnknownOption } = require('./lib/variants');
-const { WORKLOADS, WORKLOAD_ORDER, DEFAULT_WORKLOADS, targetPort } = require('./lib/workloads');
+const { WORKLOADS, WORKLOAD_ORDER, DEFAULT_WORKLOADS, targetPort, runPort } = require('./lib/workloads');
 const report = require('./lib/report');
 
 const USAGE = `usage: node bench/run.js [options]            (as root; npm run bench -- [options])
@@ -464,7 +464,7 @@ async function runOnce(peer, w, rep, peerCtx, runCtx) {
   /** @type {import('./lib/peers').Endpoint | null} */
   let ep = null;
   try {
-    if (!w.startsPeer) ep = await peer.start(peerCtx, targetPort(w.target));
+    if (!w.startsPeer) ep = await peer.start(peerCtx, runPort(w));
     const r = await w.run(runCtx, /** @type {import('./lib/peers').Endpoint} */ (ep), peer);
     rec.values = r.values;
     rec.extra = r.extra;

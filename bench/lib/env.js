@@ -12,6 +12,15 @@ const REPO = path.resolve(__dirname, '..', '..');
 
 /** Ports inside the namespace. */
 const PORTS = { echo: 7007, iperf: 5201, pg: 5432 };
+/**
+ * The echo server also listens on ECHO_FRESH.count ports from ECHO_FRESH.first, and each
+ * connection-rate run takes the next one. A run of thousands of short connections leaves as many
+ * TIME_WAIT sockets in the namespace for 60 s (the side that closes first keeps them: the client
+ * direct, the proxy's upstream socket otherwise), and the next run's connect()s to the same port
+ * then search past them for a free source port: whoever ran right after a fast peer paid for it.
+ * 64 ports at about 3 s a run come round again after more than 60 s.
+ */
+const ECHO_FRESH = { first: 7100, count: 64 };
 
 /** @param {string} cmd */
 function which(cmd) {
@@ -159,6 +168,9 @@ async function startServers(w, which, say) {
   const nsenter = (/** @type {string[]} */ argv) => ['--net=' + w.ns.path, ...argv];
   if (which.echo) {
     const echo = procs.start('echo server', 'nsenter', nsenter([w.tcpbench, 'echo-server', '127.0.0.1', String(PORTS.echo)]));
+    const fresh = procs.start('echo server (fresh ports)', 'nsenter', nsenter([w.tcpbench, 'echo-server', '127.0.0.1', String(ECHO_FRESH.first), String(ECHO_FRESH.count)]));
+    w.servers.push(fresh);
+    await fresh.out.waitFor((l) => l === 'listening', 5000, 'the echo server (fresh ports)');
     w.servers.push(echo);
     await echo.out.waitFor((l) => l === 'listening', 5000, 'the echo server');
   }
@@ -315,4 +327,4 @@ function machineFacts() {
   };
 }
 
-module.exports = { REPO, PORTS, which, findPgBin, checkTools, makeTempDir, compileHelper, snapshotNsproxy, makeNetns, startServers, stopServers, machineFacts, baselineFacts };
+module.exports = { REPO, PORTS, ECHO_FRESH, which, findPgBin, checkTools, makeTempDir, compileHelper, snapshotNsproxy, makeNetns, startServers, stopServers, machineFacts, baselineFacts };

@@ -4,7 +4,7 @@
 // and the whole machine's busy CPU seconds (/proc/stat) per GB, round trip, connection, transaction.
 'use strict';
 const procs = require('./procs');
-const { PORTS } = require('./env');
+const { PORTS, ECHO_FRESH } = require('./env');
 const { listenActivated, isActivated } = require('./peers');
 
 /**
@@ -48,6 +48,7 @@ const { listenActivated, isActivated } = require('./peers');
  * @property {string} id
  * @property {string} title
  * @property {'iperf'|'echo'|'pg'} target
+ * @property {boolean} [freshPort] each run gets a server port of its own (ECHO_FRESH): thousands of short connections leave TIME_WAIT sockets behind
  * @property {Metric[]} metrics
  * @property {(peer: import('./peers').Peer) => boolean} [appliesTo] the peers it applies to (default: all)
  * @property {boolean} [startsPeer] run() starts the peer itself (ep is null; the peer is given)
@@ -218,6 +219,7 @@ function connrateWorkload(conc) {
     id: `connrate${conc}`,
     title: `connection rate, ${conc} client${conc > 1 ? 's' : ''}`,
     target: 'echo',
+    freshPort: true,
     metrics: [
       { id: `${p}_rate`, label: `connections/s, ${conc} client${conc > 1 ? 's' : ''}`, unit: 'conn/s', better: 'higher' },
       { id: `${p}_cpu_us`, label: `proxy CPU per connection, ${conc} client${conc > 1 ? 's' : ''}`, unit: 'µs', better: 'lower', proxyOnly: true },
@@ -445,4 +447,12 @@ const DEFAULT_WORKLOADS = WORKLOAD_ORDER.filter((w) => w !== 'iperf1r');
 /** @param {'iperf'|'echo'|'pg'} t */
 const targetPort = (t) => PORTS[t];
 
-module.exports = { WORKLOADS, WORKLOAD_ORDER, DEFAULT_WORKLOADS, targetPort };
+let freshRuns = 0;
+/**
+ * The server port for one run: the workload's, or for a connection-rate run the next of the echo
+ * server's fresh ports (see ECHO_FRESH).
+ * @param {Workload} w
+ */
+const runPort = (w) => (w.freshPort ? ECHO_FRESH.first + (freshRuns++ % ECHO_FRESH.count) : PORTS[w.target]);
+
+module.exports = { WORKLOADS, WORKLOAD_ORDER, DEFAULT_WORKLOADS, targetPort, runPort };

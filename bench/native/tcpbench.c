@@ -2,8 +2,9 @@
  * tcpbench.c — the small clients and the echo server of nsproxy's benchmark harness.
  * Compiled by bench/run.js into its temporary directory (cc -O2 -pthread); no dependencies.
  *
- *   tcpbench echo-server ADDR PORT
- *       epoll echo server (one thread, TCP_NODELAY, backlog 4096); prints "listening" when ready.
+ *   tcpbench echo-server ADDR PORT [COUNT]
+ *       epoll echo server (one thread, TCP_NODELAY, backlog 4096) on PORT .. PORT+COUNT-1
+ *       (default 1); prints "listening" when ready.
  *   tcpbench pingpong ADDR PORT COUNT WARMUP
  *       one connection, COUNT round trips of 1 byte after WARMUP unmeasured ones;
  *       prints {"count":..,"mean_us":..,"p50_us":..,"p99_us":..,"min_us":..,"max_us":..}
@@ -91,19 +92,31 @@ struct echo_conn {
   char *buf;
 };
 
-static int echo_server(const char *host, const char *port) {
+/* A listener's epoll entry: data.ptr points into this array, a connection's at its echo_conn. */
+#define ECHO_MAX_PORTS 256
+static int echo_listeners[ECHO_MAX_PORTS];
+
+static int echo_server(const char *host, const char *port, int count) {
   raise_nofile();
-  struct sockaddr_in sa = make_addr(host, port);
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 4096) < 0) {
-    fprintf(stderr, "tcpbench echo-server: bind/listen %s:%s: %s\n", host, port, strerror(errno));
+  if (count < 1 || count > ECHO_MAX_PORTS) {
+    fprintf(stderr, "tcpbench echo-server: COUNT must be 1..%d\n", ECHO_MAX_PORTS);
     return 1;
   }
   int ep = epoll_create1(EPOLL_CLOEXEC);
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  for (int k = 0; k < count; k++) {
+    struct sockaddr_in sa = make_addr(host, port);
+    sa.sin_port = htons((uint16_t)(ntohs(sa.sin_port) + k));
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 4096) < 0) {
+      fprintf(stderr, "tcpbench echo-server: bind/listen %s:%d: %s\n", host, ntohs(sa.sin_port), strerror(errno));
+      return 1;
+    }
+    echo_listeners[k] = lfd;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &echo_listeners[k]};
+    epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  }
   printf("listening\n");
   fflush(stdout);
   struct epoll_event events[256];
@@ -115,8 +128,9 @@ static int echo_server(const char *host, const char *port) {
       return 1;
     }
     for (int i = 0; i < n; i++) {
-      struct echo_conn *c = events[i].data.ptr;
-      if (c == NULL) {
+      void *ptr = events[i].data.ptr;
+      if (ptr >= (void *)echo_listeners && ptr < (void *)(echo_listeners + ECHO_MAX_PORTS)) {
+        int lfd = *(int *)ptr;
         for (;;) {
           int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (fd < 0) break; /* EAGAIN, or EMFILE: try again on the next wake-up */
@@ -128,6 +142,7 @@ static int echo_server(const char *host, const char *port) {
         }
         continue;
       }
+      struct echo_conn *c = ptr;
       int done = 0;
       if (c->len > 0 && (events[i].events & EPOLLOUT)) {
         ssize_t w = write(c->fd, c->buf, c->len);
@@ -409,7 +424,7 @@ static int run_time(char **argv) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc >= 4 && strcmp(argv[1], "echo-server") == 0) return echo_server(argv[2], argv[3]);
+  if (argc >= 4 && strcmp(argv[1], "echo-server") == 0) return echo_server(argv[2], argv[3], argc >= 5 ? atoi(argv[4]) : 1);
   if (argc >= 6 && strcmp(argv[1], "pingpong") == 0) return pingpong(argv[2], argv[3], atol(argv[4]), atol(argv[5]));
   if (argc >= 6 && strcmp(argv[1], "connrate") == 0) return connrate(argv[2], argv[3], atoi(argv[4]), atof(argv[5]));
   if (argc >= 7 && strcmp(argv[1], "idle") == 0) return idle(argv[2], argv[3], atol(argv[4]), atol(argv[5]), atol(argv[6]));
