@@ -4,7 +4,9 @@
     python3 test/fuzz/hold.py --connections 9000 [--bytes 16384] [-- NSPROXY-OPTIONS...]
 
 Both ends live in this one process (the server's sockets inside the target namespace, as in
-fuzz.py), so its fd limit bounds the count: it raises its soft RLIMIT_NOFILE to the hard one.
+fuzz.py), so its fd limit bounds the count: it raises its soft RLIMIT_NOFILE to the hard one,
+and the hard one too when it is below what the count needs and it may (nsproxy inherits both);
+when it may not, it says so at once and exits 2.
 Phases: every client connects and says who it is (an 8-byte index); then, with all of them
 open, every pair sends --bytes each way at once, each byte checked against its sender's
 pattern; then a census of what is still open (every connection must be), of nsproxy's sockets,
@@ -68,7 +70,14 @@ async def open_all(env, n, loop):
             clients.append((i, s))
 
     await asyncio.wait_for(asyncio.gather(*(connect(i) for i in range(n))), WAIT)
-    await asyncio.wait_for(arrived.wait(), WAIT)
+    # The acceptor failing (EMFILE, say) ends the wait at once, with its error, not after WAIT.
+    waiting = asyncio.ensure_future(arrived.wait())
+    done, _ = await asyncio.wait({accepting, waiting}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+    if accepting in done and accepting.exception() is not None:
+        waiting.cancel()
+        raise RuntimeError(f'accepting the server ends failed: {accepting.exception()!r}')
+    if not done:
+        raise RuntimeError(f'only {len(servers)} of {n} server ends arrived within {WAIT:.0f} s')
     await accepting
     return sorted(clients), servers
 
@@ -135,6 +144,16 @@ def main():
     ap.add_argument('nsproxy_args', nargs='*')
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * args.connections + 1000  # both ends here; nsproxy needs as many
+    if hard < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))  # root with CAP_SYS_RESOURCE
+            print(f'# raised the hard RLIMIT_NOFILE from {hard} to {need}', file=sys.stderr)
+            hard = need
+        except (ValueError, OSError) as e:
+            print(f'hold.py: the hard RLIMIT_NOFILE is {hard}, below the {need} that {args.connections} '
+                  f'connections need, and it cannot be raised ({e}); run with fewer --connections', file=sys.stderr)
+            return 2
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     extra = ['--connections-max', str(args.connections + 100), '--backlog', '4096', *args.nsproxy_args]
     env = Environment('nsproxy', nsproxy_args=extra, log=lambda m: print(m, file=sys.stderr))
