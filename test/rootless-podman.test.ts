@@ -28,7 +28,7 @@ import {
   userFixtureMounts,
   userPodman,
   userPodmanOk,
-  userProcesses,
+  userProcessesAfter,
   type RootlessUser,
 } from './helpers/rootless-podman';
 import { alive, capEff, childrenOf, commOf } from './helpers/users';
@@ -152,8 +152,8 @@ t.test('rootless podman: nsproxy --container as the owner, no capabilities, podm
   await removeUserContainers(ru, [name]);
   t.ok(pausePid(ru) !== null, "the user's rootless pause process exists while podman is in use");
   await stopPauseProcess(ru);
-  const left = userProcesses(ru);
-  t.same(left, [], `no process of ${ru.name} (or its subordinate uids) is left`);
+  const left = await userProcessesAfter(ru, 10_000);
+  t.same(left, [], `no process of ${ru.name} (or its subordinate uids) is left (within 10 s)`);
 });
 
 t.test('rootless podman: a container name the user\'s podman does not know: exit 2', async (t) => {

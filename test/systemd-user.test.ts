@@ -32,7 +32,7 @@ import {
   sweepUserContainers,
   userContainerPid,
   userPodman,
-  userProcesses,
+  userProcessesAfter,
   type RootlessUser,
 } from './helpers/rootless-podman';
 import { requireFreePort, requireUserManager, sleep, startUserManager, sweepStaleUserManagers, type UserManager } from './helpers/systemd-user';
@@ -413,6 +413,6 @@ t.test('shutdown: the manager, its cgroup, units and containers leave nothing be
   const ps = await userPodman(e.ru, ['ps', '-a', '--format', '{{.Names}}']);
   st.same(ps.stdout.split('\n').filter((n) => n === PG || n === 'pgadmin'), [], 'no container of the test is left');
   await stopPauseProcess(e.ru);
-  st.same(userProcesses(e.ru), [], `no process of ${e.ru.name} (or its subordinate uids) is left`);
+  st.same(await userProcessesAfter(e.ru, 10_000), [], `no process of ${e.ru.name} (or its subordinate uids) is left (within 10 s)`);
   st.same(fs.existsSync(path.join(e.ru.home, '.config/systemd/user')) ? fs.readdirSync(path.join(e.ru.home, '.config/systemd/user')) : [], [], 'no unit file is left');
 });

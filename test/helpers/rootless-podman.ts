@@ -229,6 +229,20 @@ export function userProcesses(ru: RootlessUser): Array<{ pid: number; uid: numbe
   return out;
 }
 
+/**
+ * userProcesses(), once it is empty or `ms` have passed: a removed container's conmon, and the
+ * `podman container cleanup` it runs, exit on their own shortly after `podman rm` returns.
+ */
+export async function userProcessesAfter(ru: RootlessUser, ms: number): Promise<Array<{ pid: number; uid: number; comm: string }>> {
+  const deadline = Date.now() + ms;
+  let left = userProcesses(ru);
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = userProcesses(ru);
+  }
+  return left;
+}
+
 // ---------------------------------------------------------------------------
 // containers
 
