@@ -81,11 +81,17 @@ async function setUp(t: tap.Test, extra: string[]): Promise<{ pg: PgContainer; p
 t.test('control: the TCP probe lets clients in while PostgreSQL is starting up', async (t) => {
   const s = await setUp(t, []);
   if (!s) return;
-  const round = await restartUnderLoad(t, s.pg, s.px, s.port);
-  const starting = round.sessions.filter((r) => STARTING.test(r.error ?? '')).length;
-  const failed = parsePgbench(round.bench);
-  t.comment(`TCP probe: ${starting} of ${round.sessions.length} session starts (${round.afterExit.length} begun after the crash) were refused as starting up; the pgbench -C run begun during the restart printed ${round.benchStarting} such errors, exit ${round.bench.code}, ${failed.processed} transactions`);
-  t.ok(starting + round.benchStarting > 0, 'the window exists and clients hit it: the detector works here');
+  // How wide the window is depends on how long crash recovery takes, which varies with the
+  // machine and its disk cache: up to three crashes, until clients hit it.
+  let hits = 0;
+  for (let attempt = 1; attempt <= 3 && hits === 0; attempt++) {
+    const round = await restartUnderLoad(t, s.pg, s.px, s.port);
+    const starting = round.sessions.filter((r) => STARTING.test(r.error ?? '')).length;
+    const failed = parsePgbench(round.bench);
+    t.comment(`TCP probe, crash ${attempt}: ${starting} of ${round.sessions.length} session starts (${round.afterExit.length} begun after the crash) were refused as starting up; the pgbench -C run begun during the restart printed ${round.benchStarting} such errors, exit ${round.bench.code}, ${failed.processed} transactions`);
+    hits = starting + round.benchStarting;
+  }
+  t.ok(hits > 0, 'the window exists and clients hit it: the detector works here');
   assertRunning(t, s.px);
 });
 
