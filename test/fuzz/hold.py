@@ -49,8 +49,10 @@ async def open_all(env, n, loop):
             arrived.set()
 
     async def acceptor():
+        # Counted here, not as len(servers) + len(pending): a finished identify() is in both
+        # until its done-callback runs, and that sum once stopped the loop one accept short.
         pending = set()
-        while len(servers) + len(pending) < n:
+        for _ in range(n):
             sock, _ = await loop.sock_accept(env.proxied)
             task = asyncio.ensure_future(identify(sock))
             pending.add(task)
@@ -78,6 +80,7 @@ async def open_all(env, n, loop):
         raise RuntimeError(f'accepting the server ends failed: {accepting.exception()!r}')
     if not done:
         raise RuntimeError(f'only {len(servers)} of {n} server ends arrived within {WAIT:.0f} s')
+    await asyncio.wait_for(waiting, WAIT)
     await accepting
     return sorted(clients), servers
 
