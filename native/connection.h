@@ -155,6 +155,8 @@ class Connection {
     bool in_maps = false;           // Add()ed and not yet Remove()d
     bool decided = false;           // auto: joined, or will never join (bulk, or it left once)
     uint32_t exchanges = 0;         // auto: pumps that moved bytes, while on splice
+    uint64_t wait_due_us = 0;       // waiting for a backlog: when to look again (Worker::OnTimers)
+    uint32_t wait_step_us = 0;      //   and how long the last wait was
   };
   SockmapState sockmap;
   // Bytes the kernel moved while the connection was on sockmap, added to the counters.

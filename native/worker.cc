@@ -27,20 +27,19 @@ uint64_t Pack(void* ptr, Tag tag) { return reinterpret_cast<uintptr_t>(ptr) | ta
 
 uint64_t PackConnection(Connection* conn, bool upstream) { return Pack(conn, upstream ? kUpstream : kClient); }
 
-namespace {
-
 uint64_t NowUs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
+namespace {
+
 constexpr int kAcceptBatch = 64;
 constexpr uint64_t kAcceptBackoffUs = 100 * 1000;
 constexpr uint64_t kAcceptReportUs = 1000 * 1000;   // accept failures: one event a second at most
 constexpr uint64_t kRespawnBackoffUs = 1000 * 1000;
 constexpr uint64_t kFlushCheckUs = 10 * 1000;       // kResetting connections are checked this often
-constexpr uint64_t kSockmapWaitUs = 1000;           // sockmap backlogs being waited for, this often
 constexpr uint64_t kSockmapTickUs = 25 * 1000;      // sockmap connections' counters, this often
 constexpr size_t kIdlePipes = 64;
 // Unprivileged users share a pipe quota (fs.pipe-user-pages-soft): keep few idle pipes.
@@ -274,7 +273,7 @@ int Worker::NextTimeoutMs(Clock now) const {
   sooner(respawn_helper_at_);
   if (!connecting_.empty()) sooner(ConnectDeadline(connecting_.front()));
   if (!flushing_.empty()) sooner(now + kFlushCheckUs);
-  if (!sockmap_waiting_.empty()) sooner(now + kSockmapWaitUs);
+  if (!sockmap_waiting_.empty()) sooner(sockmap_wait_due_ != 0 ? sockmap_wait_due_ : now);
   if (!on_sockmap_.empty()) sooner(sockmap_tick_at_ != 0 ? sockmap_tick_at_ : now + kSockmapTickUs);
   if (next == 0) return -1;
   return next <= now ? 0 : static_cast<int>((next - now + 999) / 1000);
@@ -298,11 +297,7 @@ void Worker::OnTimers(Clock now) {
     }
     conn = next;
   }
-  for (Connection* conn = sockmap_waiting_.front(); conn != nullptr;) {
-    Connection* next = sockmap_waiting_.next(conn);
-    AdvanceSockmap(conn);  // may finish it, or take it off the list
-    conn = next;
-  }
+  CheckBacklogWaits(now);
   if (on_sockmap_.empty()) {
     sockmap_tick_at_ = 0;
   } else if (sockmap_tick_at_ == 0) {

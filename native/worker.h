@@ -30,6 +30,9 @@ constexpr uint32_t kSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 // The epoll_event.data of a connection's client (or upstream) socket.
 uint64_t PackConnection(Connection* conn, bool upstream);
 
+// CLOCK_MONOTONIC in µs.
+uint64_t NowUs();
+
 class Worker {
  public:
   Worker(Engine* engine, int index);
@@ -81,6 +84,8 @@ class Worker {
   void StartMigration(Connection* conn);
   void TakeOver(Connection* conn);
   void LeaveSockmap(Connection* conn);
+  void WaitForBacklog(Connection* conn);
+  void CheckBacklogWaits(Clock now);
   void SockmapTick();
   void Apply(Connection* conn, Connection::Next next);
   void Finish(Connection* conn, unsigned reset_mask);
@@ -113,10 +118,12 @@ class Worker {
   IntrusiveList<Connection, &Connection::connecting_links> connecting_;
   IntrusiveList<Connection, &Connection::flushing_links> flushing_;  // kResetting
   // The sockmap engine: this worker's maps and program (null on splice), its connections there,
-  // and those of them waiting for the kernel to deliver a backlog (polled every millisecond).
+  // and those of them waiting for the kernel to deliver a backlog (polled, with a back-off), with
+  // the soonest of their next checks.
   std::unique_ptr<Sockmap> sockmap_;
   IntrusiveList<Connection, &Connection::sockmap_links> on_sockmap_;
   IntrusiveList<Connection, &Connection::sockmap_wait_links> sockmap_waiting_;
+  Clock sockmap_wait_due_ = 0;
   Clock sockmap_tick_at_ = 0;
   std::vector<Sockmap::CookieCounters> sockmap_counters_;  // reused by every tick
  public:
