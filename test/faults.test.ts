@@ -1,7 +1,8 @@
 // Faults the daemon must survive, each followed by a fresh round trip through the same daemon:
-// the rootless helper killed mid-run, an fd-exhaustion storm, the target killed with transfers
-// in flight, and SIGTERM with transfers in flight (those that finish within --drain-timeout are
-// intact, the rest are reset, never cut with a FIN that would make them look complete).
+// the rootless helper killed mid-run, an fd-exhaustion storm, sockmap connections whose target
+// died stalled behind clients that stopped reading, the target killed with transfers in flight,
+// and SIGTERM with transfers in flight (those that finish within --drain-timeout are intact, the
+// rest are reset, never cut with a FIN that would make them look complete).
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 
