@@ -362,14 +362,33 @@ bool Sockmap::Add(int fd0, int fd1, SockmapPair* pair, SysError* error, int cons
       return false;
     }
   }
-  for (int side = 0; side < 2; side++) {
-    uint64_t fd = static_cast<uint64_t>(p.fd[side]);
-    if (MapUpdate(socks_.get(), &p.cookie[side], &fd, BPF_NOEXIST) < 0) {
-      error->Set("bpf(BPF_MAP_UPDATE_ELEM)");
-      Remove(p);
-      return false;
-    }
+  // Keep segments away from the program until both sockets are in. Either may get its FIN (or a
+  // reset) between the two insertions, and the map refuses it then; the one already in would
+  // meanwhile have redirected bytes it acknowledged to its peer's psock, whose backlog Remove()
+  // discards: lost, and the peer would wait for them for ever. A low-water mark out of reach
+  // keeps tcp_data_ready() from calling the program, as in Stop(); restoring it signals what
+  // waited (to the program if both are in, to epoll if not), and the poke hands it over. (Without
+  // the poke, the probe's raw insertion, there is no guard either: that shows the bare kernel.)
+  int lowat[2] = {1, 1};
+  for (int side = 0; poke && side < 2; side++) {
+    socklen_t len = sizeof(lowat[side]);
+    getsockopt(p.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], &len);
+    int big = INT_MAX;
+    setsockopt(p.fd[side], SOL_SOCKET, SO_RCVLOWAT, &big, sizeof(big));
   }
+  bool in = true;
+  for (int side = 0; side < 2 && in; side++) {
+    uint64_t fd = static_cast<uint64_t>(p.fd[side]);
+    in = MapUpdate(socks_.get(), &p.cookie[side], &fd, BPF_NOEXIST) == 0;
+  }
+  if (!in) {
+    error->Set("bpf(BPF_MAP_UPDATE_ELEM)");
+    Remove(p);
+  }
+  for (int side = 0; poke && side < 2; side++) {
+    setsockopt(p.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], sizeof(lowat[side]));
+  }
+  if (!in) return false;
   if (poke) {
     int e0 = Poke(fd0), e1 = Poke(fd1);
     if (consumed != nullptr) {
