@@ -272,6 +272,22 @@ bool Unaccounted(int fd, bool psock, const SockmapCounters& counted, int64_t* ou
   return true;
 }
 
+// The guard of Add() and Stop(): tcp_data_ready() calls sk_data_ready (the program, on a socket in
+// the map) only when tcp_epollin_ready(sk, sk_rcvlowat) or SOCK_DONE. SO_RCVLOWAT is capped at
+// tcp_rmem[2] / 2 (16 MiB by default), which cannot arrive in the microseconds a guard lasts.
+// Returns the mark to put back.
+int HoldOffProgram(int fd) {
+  int lowat = 1;
+  socklen_t len = sizeof(lowat);
+  getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, &len);
+  int big = INT_MAX;
+  setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &big, sizeof(big));
+  return lowat;
+}
+
+// Back to normal; tcp_set_rcvlowat() signals what waited meanwhile (to the program, or to epoll).
+void LetProgramRun(int fd, int lowat) { setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)); }
+
 }  // namespace
 
 Sockmap::~Sockmap() = default;
@@ -365,17 +381,11 @@ bool Sockmap::Add(int fd0, int fd1, SockmapPair* pair, SysError* error, int cons
   // Keep segments away from the program until both sockets are in. Either may get its FIN (or a
   // reset) between the two insertions, and the map refuses it then; the one already in would
   // meanwhile have redirected bytes it acknowledged to its peer's psock, whose backlog Remove()
-  // discards: lost, and the peer would wait for them for ever. A low-water mark out of reach
-  // keeps tcp_data_ready() from calling the program, as in Stop(); restoring it signals what
+  // discards: lost, and the peer would wait for them for ever. Restoring the mark signals what
   // waited (to the program if both are in, to epoll if not), and the poke hands it over. (Without
   // the poke, the probe's raw insertion, there is no guard either: that shows the bare kernel.)
   int lowat[2] = {1, 1};
-  for (int side = 0; poke && side < 2; side++) {
-    socklen_t len = sizeof(lowat[side]);
-    getsockopt(p.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], &len);
-    int big = INT_MAX;
-    setsockopt(p.fd[side], SOL_SOCKET, SO_RCVLOWAT, &big, sizeof(big));
-  }
+  for (int side = 0; poke && side < 2; side++) lowat[side] = HoldOffProgram(p.fd[side]);
   bool in = true;
   for (int side = 0; side < 2 && in; side++) {
     uint64_t fd = static_cast<uint64_t>(p.fd[side]);
@@ -385,9 +395,7 @@ bool Sockmap::Add(int fd0, int fd1, SockmapPair* pair, SysError* error, int cons
     error->Set("bpf(BPF_MAP_UPDATE_ELEM)");
     Remove(p);
   }
-  for (int side = 0; poke && side < 2; side++) {
-    setsockopt(p.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], sizeof(lowat[side]));
-  }
+  for (int side = 0; poke && side < 2; side++) LetProgramRun(p.fd[side], lowat[side]);
   if (!in) return false;
   if (poke) {
     int e0 = Poke(fd0), e1 = Poke(fd1);
@@ -411,15 +419,9 @@ void Sockmap::Stop(const SockmapPair& pair, int consumed[2], int64_t lost[2], bo
   for (int side = 0; guard && side < 2; side++) {
     // The kernel detaches the program without the socket lock, clearing it before it restores
     // sk_data_ready: a segment being received at that instant would meet no program and be
-    // dropped (see the header). So first keep segments away from the program: tcp_data_ready()
-    // calls sk_data_ready only when tcp_epollin_ready(sk, sk_rcvlowat) or SOCK_DONE, and
-    // SO_RCVLOWAT is capped at tcp_rmem[2] / 2 (16 MiB by default), which cannot arrive in the
-    // microseconds this takes. The poke then waits for a softirq that entered the program before
-    // (socket lock).
-    socklen_t len = sizeof(lowat[side]);
-    getsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], &len);
-    int big = INT_MAX;
-    setsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &big, sizeof(big));
+    // dropped (see the header). So first keep segments away from the program. The poke then
+    // waits for a softirq that entered the program before (socket lock).
+    lowat[side] = HoldOffProgram(pair.fd[side]);
     int err = Poke(pair.fd[side]);
     if (consumed != nullptr) consumed[side] = err;
   }
@@ -438,10 +440,7 @@ void Sockmap::Stop(const SockmapPair& pair, int consumed[2], int64_t lost[2], bo
                      : -1;
     if (consumed != nullptr && consumed[side] == 0) consumed[side] = reported;
   }
-  // Back to normal; tcp_set_rcvlowat() signals EPOLLIN for what waited meanwhile.
-  for (int side = 0; guard && side < 2; side++) {
-    setsockopt(pair.fd[side], SOL_SOCKET, SO_RCVLOWAT, &lowat[side], sizeof(lowat[side]));
-  }
+  for (int side = 0; guard && side < 2; side++) LetProgramRun(pair.fd[side], lowat[side]);
 }
 
 bool Sockmap::Resume(SockmapPair* pair, SysError* error) {
