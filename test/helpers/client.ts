@@ -24,7 +24,7 @@ export function hostPort(host: string, port: number): string {
 }
 
 /** How a connection ended, as the clients below record it. */
-interface Ending {
+export interface Ending {
   /** a FIN arrived (as opposed to a reset or a timeout) */
   eof: boolean;
   error: string | null;
@@ -36,7 +36,7 @@ interface Ending {
  * by `onEnd`, by default ending our side too), the first error code, or our own timeout, after
  * which the socket is destroyed. `settle` runs once, on close.
  */
-function trackedConnection(
+export function trackedConnection(
   port: number,
   host: string,
   timeoutMs: number,
